@@ -1,0 +1,37 @@
+"""prefixlab: prefix tuning vs prompt tuning on a frozen causal LM, in a lab you can run.
+
+The pieces, one module per idea:
+
+- loading.py    load_model (frozen), model_dims
+- prefix.py     PrefixTuning: trainable keys/values in every layer (direct or via an MLP)
+- prompt.py     PromptTuning: trainable input embeddings
+- adapted.py    AdaptedModel: feeds either to the frozen model (forward, generate), AdapterBank
+- artifacts.py  save/load (safetensors + JSON), PEFT export/import
+- accounting.py parameter counts and context budget
+"""
+
+__version__ = "0.1.0"
+
+from prefixlab.accounting import context_budget, parameter_counts
+from prefixlab.adapted import AdaptedModel, AdapterBank
+from prefixlab.artifacts import export_peft, import_peft, load_adapter, save_adapter
+from prefixlab.loading import ModelDims, load_model, model_dims
+from prefixlab.prefix import PrefixTuning
+from prefixlab.prompt import PromptTuning
+
+__all__ = [
+    "AdaptedModel",
+    "AdapterBank",
+    "ModelDims",
+    "PrefixTuning",
+    "PromptTuning",
+    "__version__",
+    "context_budget",
+    "export_peft",
+    "import_peft",
+    "load_adapter",
+    "load_model",
+    "model_dims",
+    "parameter_counts",
+    "save_adapter",
+]

@@ -1,0 +1,3 @@
+from prefixlab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""How many parameters each method trains, computed from the model's config.
+
+Counts come from the shapes alone, so GPT-2 XL or a 7B Llama can be tabulated from a config
+without downloading weights (the base model is built on PyTorch's "meta" device, which
+allocates no memory).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from prefixlab.loading import ModelDims, model_dims
+
+METHOD_LABELS = {
+    "prefix": "prefix tuning (direct)",
+    "prefix+mlp": "prefix tuning + MLP (while training)",
+    "prompt": "prompt tuning",
+    "lora": "LoRA",
+    "full": "full fine-tuning",
+}
+
+
+def prefix_parameters(dims: ModelDims, prefix_length: int) -> int:
+    """P x L x 2 x n_kv_heads x head_dim: one key and one value per layer and position."""
+    return prefix_length * dims.n_layers * 2 * dims.kv_dim
+
+
+def prefix_mlp_parameters(dims: ModelDims, prefix_length: int, mlp_hidden: int = 512) -> int:
+    """Embedding [P, kv_dim] + Linear(kv_dim, hidden) + Linear(hidden, L*2*kv_dim), with biases."""
+    out = dims.n_layers * 2 * dims.kv_dim
+    return prefix_length * dims.kv_dim + (dims.kv_dim + 1) * mlp_hidden + (mlp_hidden + 1) * out
+
+
+def prompt_parameters(dims: ModelDims, prefix_length: int) -> int:
+    """P x d_model: one input embedding per soft token."""
+    return prefix_length * dims.d_model
+
+
+def lora_targets(dims: ModelDims) -> dict[str, tuple[int, int]]:
+    """Attention projections LoRA adapts by default, as name -> (in_features, out_features).
+
+    GPT-2 fuses query, key and value into one projection (c_attn, d -> 3d); Llama-style
+    models have separate q_proj and v_proj (the pair Hu et al. adapt), with grouped-query
+    value heads.
+    """
+    q_out = dims.n_heads * dims.head_dim
+    if dims.model_type in ("gpt2",):
+        return {"c_attn": (dims.d_model, q_out + 2 * dims.kv_dim)}
+    return {"q_proj": (dims.d_model, q_out), "v_proj": (dims.d_model, dims.kv_dim)}
+
+
+def lora_parameters(dims: ModelDims, rank: int = 8) -> int:
+    """Per adapted projection r x (in + out) (A: [r, in], B: [out, r]), in every layer."""
+    per_layer = sum(rank * (i + o) for i, o in lora_targets(dims).values())
+    return dims.n_layers * per_layer
+
+
+def base_parameters(model_or_config) -> int:
+    """Number of parameters of the base model (from a model, or a config via the meta device)."""
+    if isinstance(model_or_config, torch.nn.Module):
+        return sum(p.numel() for p in model_or_config.parameters())
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_or_config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def parameter_counts(
+    model_or_config,
+    prefix_length: int = 10,
+    *,
+    mlp_hidden: int = 512,
+    lora_rank: int = 8,
+) -> list[dict]:
+    """Trainable parameters per method, as counts and as a share of the base model.
+
+    Args:
+        model_or_config: a loaded model or a transformers config (e.g. GPT2Config.from_dict).
+    Returns:
+        one dict per method: method, label, trainable, percent_of_base, stored (the number
+        of values saved after training: the MLP is discarded, so prefix+mlp stores the
+        direct prefix).
+    """
+    if isinstance(prefix_length, bool) or not isinstance(prefix_length, int) or prefix_length < 1:
+        raise ValueError(f"prefix_length must be an int >= 1, got {prefix_length!r}.")
+    if not isinstance(lora_rank, int) or lora_rank < 1:
+        raise ValueError(f"lora_rank must be an int >= 1, got {lora_rank!r}.")
+    if not isinstance(mlp_hidden, int) or mlp_hidden < 1:
+        raise ValueError(f"mlp_hidden must be an int >= 1, got {mlp_hidden!r}.")
+    dims = model_dims(model_or_config)
+    base = base_parameters(model_or_config)
+    prefix = prefix_parameters(dims, prefix_length)
+    counts = {
+        "prefix": (prefix, prefix),
+        "prefix+mlp": (prefix_mlp_parameters(dims, prefix_length, mlp_hidden), prefix),
+        "prompt": (prompt_parameters(dims, prefix_length),) * 2,
+        "lora": (lora_parameters(dims, lora_rank),) * 2,
+        "full": (base, base),
+    }
+    return [
+        {
+            "method": method,
+            "label": METHOD_LABELS[method],
+            "trainable": trainable,
+            "percent_of_base": 100.0 * trainable / base,
+            "stored": stored,
+        }
+        for method, (trainable, stored) in counts.items()
+    ]
+
+
+def context_budget(model_or_config, prefix_length: int) -> dict:
+    """How much of the model's context the P virtual positions use up.
+
+    Both methods consume P position slots: real tokens are numbered after the prefix.
+    """
+    dims = model_dims(model_or_config)
+    if not dims.n_positions:
+        raise ValueError("The config does not state a context length (n_positions).")
+    return {
+        "context": dims.n_positions,
+        "prefix_length": prefix_length,
+        "left_for_tokens": dims.n_positions - prefix_length,
+        "percent_used": 100.0 * prefix_length / dims.n_positions,
+    }

@@ -1,0 +1,256 @@
+"""The glue: feed a prefix or a soft prompt to a frozen causal LM, for training and generation.
+
+Everything that PEFT spreads over a long file lives here, in one place you can read:
+
+- prefix tuning: the prefix becomes a fresh attention cache per call (a forward pass appends
+  to a cache in place, so a cache is never reused); the attention mask gets P ones on the left.
+- prompt tuning: the soft prompt is concatenated before the token embeddings; the mask gets
+  P ones on the left; the P virtual positions are cut from the logits.
+- both: position ids count only real (unpadded) positions, continuing after the P virtual
+  ones, so left-padded batches see the same positions as unpadded rows. The loss is computed
+  on real tokens only, so both methods return logits and loss of the same shape and meaning.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import DynamicCache
+from transformers.modeling_outputs import CausalLMOutput
+
+from prefixlab.loading import model_dims
+from prefixlab.prefix import PrefixTuning
+from prefixlab.prompt import PromptTuning
+
+
+class AdapterBank(nn.Module):
+    """Several trained adapters of one method and one P, selected per row by a task index.
+
+    `AdaptedModel(model, bank)(input_ids, task_ids=...)` serves rows of different tasks in
+    one forward pass; row i uses adapter `task_ids[i]`.
+
+    Args:
+        adapters: a dict name -> adapter (or a list; names are then "0", "1", ...).
+    """
+
+    def __init__(self, adapters):
+        super().__init__()
+        if isinstance(adapters, (list, tuple)):
+            adapters = {str(i): a for i, a in enumerate(adapters)}
+        if not adapters:
+            raise ValueError("AdapterBank needs at least one adapter.")
+        methods = {a.method for a in adapters.values()}
+        lengths = {a.prefix_length for a in adapters.values()}
+        if len(methods) != 1:
+            raise ValueError(f"All adapters in a bank must use one method; got {sorted(methods)}.")
+        if len(lengths) != 1:
+            raise ValueError(
+                f"All adapters in a bank must have the same prefix_length; got {sorted(lengths)}."
+            )
+        self.names = list(adapters)
+        self.adapters = nn.ModuleList(adapters.values())
+        first = self.adapters[0]
+        self.method, self.prefix_length, self.dims = first.method, first.prefix_length, first.dims
+
+    def task_index(self, task_ids) -> torch.Tensor:
+        """Task names or ints -> LongTensor [B] of positions in the bank."""
+        if isinstance(task_ids, torch.Tensor):
+            index = task_ids.long()
+        else:
+            index = torch.tensor(
+                [self.names.index(t) if isinstance(t, str) else int(t) for t in task_ids]
+            )
+        if index.numel() and (index.min() < 0 or index.max() >= len(self.adapters)):
+            raise ValueError(f"task_ids must lie in 0..{len(self.adapters) - 1} ({self.names}).")
+        return index
+
+    def flat_rows(self, task_ids) -> torch.Tensor:
+        """Per-row adapter matrices. Returns [B, P, width] (width of one adapter's flat())."""
+        stack = torch.stack([a.flat() for a in self.adapters])  # [n_tasks, P, width]
+        return stack[self.task_index(task_ids).to(stack.device)]
+
+
+def _is_prefix(adapter) -> bool:
+    return adapter is not None and adapter.method == "prefix"
+
+
+class AdaptedModel(nn.Module):
+    """A frozen causal LM plus one adapter (PrefixTuning, PromptTuning, an AdapterBank, or None).
+
+    `forward` returns a CausalLMOutput whose `logits` are [B, T, V] for the T real tokens,
+    whichever method is used, and whose `loss` is the mean next-token cross-entropy over
+    labels != -100 (within the real tokens).
+    """
+
+    def __init__(self, model: nn.Module, adapter: nn.Module | None = None):
+        super().__init__()
+        self.dims = model_dims(model)
+        if adapter is not None:
+            if not isinstance(adapter, (PrefixTuning, PromptTuning, AdapterBank)):
+                raise ValueError(
+                    "adapter must be a PrefixTuning, a PromptTuning, an AdapterBank or None; "
+                    f"got {type(adapter).__name__}."
+                )
+            _check_compatible(model, adapter)
+        self.model = model
+        self.adapter = adapter
+
+    @property
+    def prefix_length(self) -> int:
+        return 0 if self.adapter is None else self.adapter.prefix_length
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # -- building the model inputs -------------------------------------------------------
+    def _adapter_rows(self, batch_size: int, task_ids, device) -> torch.Tensor | None:
+        """[B, P, width] per-row adapter tensors, or None without an adapter."""
+        if self.adapter is None:
+            return None
+        if isinstance(self.adapter, AdapterBank):
+            if task_ids is None:
+                raise ValueError("This model holds an AdapterBank: pass task_ids (one per row).")
+            rows = self.adapter.flat_rows(task_ids)
+            if rows.shape[0] != batch_size:
+                raise ValueError(f"task_ids has {rows.shape[0]} entries for {batch_size} rows.")
+            return rows.to(device)
+        if task_ids is not None:
+            raise ValueError("task_ids only applies to an AdapterBank; drop it for one adapter.")
+        return self.adapter.flat().unsqueeze(0).expand(batch_size, -1, -1)
+
+    def model_inputs(self, input_ids, attention_mask=None, task_ids=None, repeat: int = 1) -> dict:
+        """Keyword arguments for the frozen model that carry the adapter.
+
+        Args:
+            input_ids: [B, T]; attention_mask: [B, T] (1 real, 0 padding) or None.
+            repeat: repeat each row's prefix (for beam search / several samples per row).
+        Returns:
+            dict with attention_mask [B, P+T] and either past_key_values (prefix; a fresh
+            DynamicCache of B*repeat rows) or inputs_embeds [B, P+T, d] (prompt), plus
+            position_ids for the forward pass.
+        """
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}.")
+        B, T = input_ids.shape
+        P = self.prefix_length
+        if self.dims.n_positions and P + T > self.dims.n_positions:
+            raise ValueError(
+                f"Prefix ({P}) plus input ({T}) is {P + T} positions, longer than the model's "
+                f"context of {self.dims.n_positions}. Shorten the input (max_length) or use a "
+                "smaller prefix_length."
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError("attention_mask must have the same shape as input_ids.")
+        device = input_ids.device
+        mask = torch.cat([attention_mask.new_ones(B, P), attention_mask], dim=1)  # [B, P+T]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # real positions count on after P
+        rows = self._adapter_rows(B, task_ids, device)
+        if rows is None:
+            return {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}
+        if self.adapter.method == "prefix":
+            if repeat > 1:
+                rows = rows.repeat_interleave(repeat, dim=0)
+            pairs = _split_rows(rows, self.dims)
+            cache = DynamicCache(ddp_cache_data=pairs, config=self.model.config)
+            return {
+                "input_ids": input_ids,
+                "attention_mask": mask,
+                "position_ids": positions[:, P:],
+                "past_key_values": cache,
+            }
+        embeds = self.model.get_input_embeddings()(input_ids)  # [B, T, d]
+        inputs_embeds = torch.cat([rows.to(embeds.dtype), embeds], dim=1)  # [B, P+T, d]
+        return {"inputs_embeds": inputs_embeds, "attention_mask": mask, "position_ids": positions}
+
+    # -- forward and generate -----------------------------------------------------------
+    def forward(self, input_ids, attention_mask=None, labels=None, task_ids=None, **kwargs):
+        """Loss and logits of the real tokens.
+
+        Args:
+            input_ids: [B, T]; attention_mask: [B, T]; labels: [B, T] with -100 where no loss.
+            task_ids: one task per row when the adapter is an AdapterBank.
+            **kwargs: passed on to the model (e.g. output_attentions=True).
+        Returns:
+            CausalLMOutput with logits [B, T, V] and loss (a scalar, or None without labels);
+            `attentions` when requested, with key length P+T.
+        """
+        inputs = self.model_inputs(input_ids, attention_mask, task_ids)
+        out = self.model(**inputs, use_cache=False, **kwargs)
+        logits = out.logits[:, -input_ids.shape[1] :]  # [B, T, V]: drops soft-prompt slots
+        loss = None
+        if labels is not None:
+            loss = causal_lm_loss(logits, labels)
+        return CausalLMOutput(loss=loss, logits=logits, attentions=getattr(out, "attentions", None))
+
+    @torch.no_grad()
+    def generate(self, input_ids, attention_mask=None, task_ids=None, **generate_kwargs):
+        """Generate with the adapter attached; greedy, sampling or beam search.
+
+        Batches of different lengths must be left-padded (tokenizer.padding_side = "left").
+
+        Returns:
+            LongTensor [B * num_return_sequences, T + new]: the prompt tokens, then the new ones.
+        """
+        if attention_mask is not None and (attention_mask[:, -1] == 0).any():
+            raise ValueError(
+                "generate needs left padding: a row ends with padding. Set "
+                "tokenizer.padding_side = 'left' (prefixlab.data.encode_for_generation does)."
+            )
+        num_beams = generate_kwargs.get("num_beams", 1) or 1
+        num_return = generate_kwargs.get("num_return_sequences", 1) or 1
+        inputs = self.model_inputs(input_ids, attention_mask, task_ids, repeat=max(num_beams, num_return))
+        inputs.pop("position_ids")  # generate derives positions from the mask at every step
+        generate_kwargs.setdefault("pad_token_id", _pad_id(self.model))
+        if "inputs_embeds" in inputs:
+            new = self.model.generate(**inputs, **generate_kwargs)  # only the new tokens
+            prompt = input_ids.repeat_interleave(num_return, dim=0)
+            return torch.cat([prompt, new], dim=1)
+        return self.model.generate(**inputs, **generate_kwargs)
+
+
+def _split_rows(rows: torch.Tensor, dims) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    from prefixlab.prefix import split_key_values
+
+    return split_key_values(rows, dims)
+
+
+def _pad_id(model) -> int | None:
+    config = model.generation_config if hasattr(model, "generation_config") else model.config
+    pad = getattr(config, "pad_token_id", None)
+    if pad is None:
+        eos = getattr(config, "eos_token_id", None)
+        pad = eos[0] if isinstance(eos, (list, tuple)) else eos
+    return pad
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy. logits [B, T, V], labels [B, T] (-100 = ignored)."""
+    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    shift_labels = labels[:, 1:].reshape(-1).to(logits.device)
+    return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
+
+
+def _check_compatible(model: nn.Module, adapter: nn.Module) -> None:
+    """Fail early, naming the mismatch, when an adapter was built for another model."""
+    dims, want = model_dims(model), adapter.dims
+    for field in ("n_layers", "n_kv_heads", "head_dim", "d_model"):
+        if getattr(dims, field) != getattr(want, field):
+            raise ValueError(
+                f"The adapter was built for {field}={getattr(want, field)} but the model has "
+                f"{field}={getattr(dims, field)}. Build or load the adapter for this model."
+            )
+    base = next(model.parameters())
+    for name, p in adapter.named_parameters():
+        if p.device != base.device:
+            raise ValueError(
+                f"Adapter parameter {name} is on {p.device} but the model is on {base.device}; "
+                f"call adapter.to({str(base.device)!r})."
+            )
+        if p.dtype != base.dtype:
+            raise ValueError(
+                f"Adapter parameter {name} is {p.dtype} but the model is {base.dtype}; "
+                f"call adapter.to({base.dtype})."
+            )

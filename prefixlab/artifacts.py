@@ -1,0 +1,204 @@
+"""Save and load trained adapters: safetensors plus a small JSON, never pickle.
+
+prefixlab's own format, a folder with
+
+    adapter.safetensors   one tensor "weight": [P, L*2*kv_dim] (prefix) or [P, d_model] (prompt)
+    adapter.json          method, P, base model name and dims, init, training metadata
+
+An MLP-reparameterized prefix is always saved materialized (the MLP is a training device).
+PEFT's format (adapter_config.json + adapter_model.safetensors with "prompt_embeddings")
+holds the same matrix, so export and import are a copy plus a config.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from prefixlab.loading import ModelDims, model_dims
+from prefixlab.prefix import PrefixTuning
+from prefixlab.prompt import PromptTuning
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "adapter.safetensors"
+CONFIG_NAME = "adapter.json"
+PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
+PEFT_CONFIG_NAME = "adapter_config.json"
+
+
+def _check_adapter(adapter) -> None:
+    if not isinstance(adapter, (PrefixTuning, PromptTuning)):
+        raise ValueError(
+            f"Expected a PrefixTuning or PromptTuning adapter, got {type(adapter).__name__}."
+        )
+
+
+def _base_name(model) -> str | None:
+    if model is None:
+        return None
+    return getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
+
+
+def save_adapter(adapter, path, *, model=None, metadata: dict | None = None) -> Path:
+    """Write `adapter` (materialized) to the folder `path`; returns the folder.
+
+    Args:
+        model: the base model, to record its name in the JSON (optional).
+        metadata: JSON-serializable training details (steps, lr, losses, ...).
+    """
+    _check_adapter(adapter)
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    direct = adapter.materialize()
+    weight = direct.flat().detach().contiguous().cpu()
+    save_file({"weight": weight}, str(folder / WEIGHTS_NAME))
+    info = {
+        "format": "prefixlab-adapter",
+        "format_version": FORMAT_VERSION,
+        "method": adapter.method,
+        "prefix_length": adapter.prefix_length,
+        "trained_reparam": adapter.reparam,
+        "init": adapter.init,
+        "init_text": adapter.init_text,
+        "dtype": str(weight.dtype).replace("torch.", ""),
+        "base_model": _base_name(model),
+        "dims": asdict(adapter.dims),
+        "metadata": metadata or {},
+    }
+    try:
+        text = json.dumps(info, indent=2)
+    except TypeError as err:
+        raise ValueError(f"metadata must be JSON-serializable: {err}") from err
+    (folder / CONFIG_NAME).write_text(text + "\n")
+    return folder
+
+
+def read_adapter_info(path) -> dict:
+    """The JSON half of a saved adapter (no tensors are read)."""
+    file = Path(path) / CONFIG_NAME
+    if not file.is_file():
+        raise FileNotFoundError(f"No {CONFIG_NAME} in {path}: not a prefixlab adapter folder.")
+    return json.loads(file.read_text())
+
+
+def _check_dims(saved: ModelDims, dims: ModelDims, method: str) -> None:
+    fields = ("n_layers", "n_kv_heads", "head_dim") if method == "prefix" else ("d_model",)
+    for field in fields:
+        a, b = getattr(saved, field), getattr(dims, field)
+        if a != b:
+            label = {"n_layers": "layers", "n_kv_heads": "key/value heads", "head_dim": "head dim"}
+            raise ValueError(
+                f"Adapter does not fit this model: it was trained with {label.get(field, field)}="
+                f"{a}, the model has {b} ({field}). Load it onto the base model it was trained "
+                f"for (saved base: {saved.model_type})."
+            )
+
+
+def _build(method: str, dims: ModelDims, prefix_length: int, weight: torch.Tensor, model):
+    cls = PrefixTuning if method == "prefix" else PromptTuning
+    adapter = cls(dims, prefix_length, init="zero" if method == "prefix" else "random")
+    expected = adapter.weight.shape
+    if tuple(weight.shape) != tuple(expected):
+        raise ValueError(
+            f"Stored tensor has shape {tuple(weight.shape)}, expected {tuple(expected)} for a "
+            f"{method} adapter of length {prefix_length} on this model."
+        )
+    first = next(model.parameters())
+    adapter.weight = torch.nn.Parameter(weight.to(device=first.device, dtype=first.dtype))
+    return adapter
+
+
+def load_adapter(path, model, *, method: str | None = None):
+    """Load a folder written by `save_adapter` for `model`, checking that they match.
+
+    Args:
+        method: if given ("prefix" or "prompt"), the saved method must be this one.
+    Raises:
+        ValueError: naming the mismatch (method, layers, heads, dims) when the artifact does
+            not fit the model.
+    """
+    info = read_adapter_info(path)
+    if info.get("format") != "prefixlab-adapter":
+        raise ValueError(f"{path} is not a prefixlab adapter (format={info.get('format')!r}).")
+    saved_method = info["method"]
+    if method is not None and method != saved_method:
+        raise ValueError(f"Expected a {method} adapter but {path} holds a {saved_method} adapter.")
+    saved = ModelDims(**info["dims"])
+    _check_dims(saved, model_dims(model), saved_method)
+    weight = load_file(str(Path(path) / WEIGHTS_NAME))["weight"]
+    adapter = _build(saved_method, model_dims(model), info["prefix_length"], weight, model)
+    adapter.init, adapter.init_text = info.get("init", adapter.init), info.get("init_text")
+    adapter.metadata = info.get("metadata", {})
+    return adapter
+
+
+def export_peft(adapter, path, *, model=None, base_model_name: str | None = None) -> Path:
+    """Write `adapter` in PEFT's adapter format (loadable by `PeftModel.from_pretrained`)."""
+    _check_adapter(adapter)
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    dims = adapter.dims
+    weight = adapter.materialize().flat().detach().contiguous().cpu()
+    save_file({"prompt_embeddings": weight}, str(folder / PEFT_WEIGHTS_NAME))
+    common = {
+        "task_type": "CAUSAL_LM",
+        "num_virtual_tokens": adapter.prefix_length,
+        "num_transformer_submodules": 1,
+        "num_attention_heads": dims.n_heads,
+        "num_layers": dims.n_layers,
+        "base_model_name_or_path": base_model_name or _base_name(model),
+        "inference_mode": True,
+        "revision": None,
+        "modules_to_save": None,
+        "auto_mapping": None,
+    }
+    if adapter.method == "prefix":
+        config = {
+            **common,
+            "peft_type": "PREFIX_TUNING",
+            "token_dim": dims.kv_dim,
+            "encoder_hidden_size": getattr(adapter, "mlp_hidden", dims.kv_dim),
+            "prefix_projection": False,  # the MLP is not saved: PEFT serves it materialized
+        }
+    else:
+        config = {
+            **common,
+            "peft_type": "PROMPT_TUNING",
+            "token_dim": dims.d_model,
+            "prompt_tuning_init": "RANDOM",
+            "prompt_tuning_init_text": None,
+            "tokenizer_name_or_path": None,
+            "tokenizer_kwargs": None,
+        }
+    (folder / PEFT_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    return folder
+
+
+def import_peft(path, model):
+    """Read a PEFT prefix- or prompt-tuning adapter folder into a prefixlab adapter."""
+    folder = Path(path)
+    config_file = folder / PEFT_CONFIG_NAME
+    if not config_file.is_file():
+        raise FileNotFoundError(f"No {PEFT_CONFIG_NAME} in {folder}: not a PEFT adapter folder.")
+    config = json.loads(config_file.read_text())
+    peft_type = config.get("peft_type")
+    methods = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt"}
+    if peft_type not in methods:
+        raise ValueError(
+            f"{folder} holds a {peft_type} adapter; prefixlab imports PREFIX_TUNING and "
+            "PROMPT_TUNING only."
+        )
+    weights_file = folder / PEFT_WEIGHTS_NAME
+    if not weights_file.is_file():
+        raise FileNotFoundError(f"No {PEFT_WEIGHTS_NAME} in {folder}.")
+    weight = load_file(str(weights_file))["prompt_embeddings"]
+    method, dims = methods[peft_type], model_dims(model)
+    if method == "prefix" and config.get("num_layers") not in (None, dims.n_layers):
+        raise ValueError(
+            f"PEFT prefix has num_layers={config['num_layers']}, the model has {dims.n_layers}."
+        )
+    return _build(method, dims, int(config["num_virtual_tokens"]), weight, model)

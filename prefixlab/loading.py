@@ -1,0 +1,172 @@
+"""Load a causal language model frozen, and read the few dimensions a prefix needs.
+
+`load_model("tiny")` gives the embedded default (no network). Any other string is a hub id
+or a local folder handed to transformers; when that fails offline, the error names the
+embedded default so the notebook can keep going.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+TINY = "tiny"
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attention")
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """The shapes that decide how big a prefix or a soft prompt is."""
+
+    model_type: str
+    n_layers: int  # transformer blocks, one prefix key/value pair each
+    n_heads: int  # query heads
+    n_kv_heads: int  # key/value heads (< n_heads under grouped-query attention)
+    head_dim: int  # width of one head
+    d_model: int  # width of the residual stream (and of an input embedding)
+    vocab_size: int
+    n_positions: int  # context length: the prefix or soft prompt uses P of these
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of one position's keys (or values) across heads: n_kv_heads * head_dim."""
+        return self.n_kv_heads * self.head_dim
+
+
+def _first(config, *names, default=None):
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def model_dims(config_or_model) -> ModelDims:
+    """Read `ModelDims` from a transformers config (or a model that has `.config`).
+
+    Works from a config alone, so parameter counts for GPT-2 XL or a 7B Llama need no weights.
+
+    Raises:
+        ValueError: for encoder-decoder models (not supported yet) or configs missing sizes.
+    """
+    config = getattr(config_or_model, "config", config_or_model)
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"{type(config).__name__} is an encoder-decoder model; prefixlab supports "
+            "decoder-only causal LMs (GPT-2, Llama, Qwen, Mistral, ...). Load a causal LM instead."
+        )
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config(decoder=True)
+    n_layers = _first(config, "num_hidden_layers", "n_layer", "num_layers")
+    n_heads = _first(config, "num_attention_heads", "n_head")
+    d_model = _first(config, "hidden_size", "n_embd", "d_model")
+    if n_layers is None or n_heads is None or d_model is None:
+        raise ValueError(
+            f"Cannot read layers/heads/width from {type(config).__name__}; prefixlab needs a "
+            "decoder-only transformer config with num_hidden_layers, num_attention_heads and "
+            "hidden_size (or GPT-2's n_layer, n_head, n_embd)."
+        )
+    n_kv_heads = _first(config, "num_key_value_heads", default=n_heads)
+    head_dim = _first(config, "head_dim", default=d_model // n_heads)
+    n_positions = _first(config, "max_position_embeddings", "n_positions", "n_ctx", default=0)
+    return ModelDims(
+        model_type=getattr(config, "model_type", "unknown"),
+        n_layers=int(n_layers),
+        n_heads=int(n_heads),
+        n_kv_heads=int(n_kv_heads),
+        head_dim=int(head_dim),
+        d_model=int(d_model),
+        vocab_size=int(_first(config, "vocab_size", default=0)),
+        n_positions=int(n_positions),
+    )
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Set requires_grad False on every parameter and switch to eval mode (no dropout)."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def _offline_message(name: str, err: Exception) -> str:
+    return (
+        f"Could not load {name!r} ({type(err).__name__}: {err}). If you are offline and the "
+        "model is not in your Hugging Face cache, use the embedded default instead: "
+        "load_model('tiny'). Online, check the model id or path."
+    )
+
+
+def load_model(
+    name_or_path: str = TINY,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    attn_implementation: str = "eager",
+    fallback_to_tiny: bool = False,
+):
+    """Load a causal LM and its tokenizer with every base parameter frozen, in eval mode.
+
+    Args:
+        name_or_path: "tiny" (the embedded default shipped in data/), a hub id such as
+            "gpt2", or a local folder.
+        device: where to put the model ("cpu", "cuda", ...). None keeps it on the CPU.
+        dtype: torch dtype or its name ("float32", "bfloat16", ...). None keeps the checkpoint's.
+        attn_implementation: "eager" (default; attention probabilities can be recorded),
+            "sdpa", or another implementation transformers knows.
+        fallback_to_tiny: when loading a hub model fails (e.g. offline), warn and return the
+            embedded default instead of raising.
+
+    Returns:
+        (model, tokenizer). The tokenizer has a pad token (eos when the checkpoint has none).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ValueError(f"name_or_path must be a string or path, got {type(name_or_path)}.")
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(
+            f"attn_implementation={attn_implementation!r} is not one of {ATTN_IMPLEMENTATIONS}. "
+            "Use 'eager' to be able to record attention."
+        )
+    if isinstance(dtype, str):
+        resolved = getattr(torch, dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(f"dtype={dtype!r} is not a torch dtype; try 'float32' or 'bfloat16'.")
+        dtype = resolved
+
+    name = str(name_or_path)
+    if name == TINY:
+        from prefixlab.paths import tiny_model_dir
+
+        path = str(tiny_model_dir())
+    else:
+        path = name
+    try:
+        config = AutoConfig.from_pretrained(path)
+        model_dims(config)  # rejects encoder-decoder models with a clear message
+        kwargs = {"attn_implementation": attn_implementation}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except ValueError:
+        raise
+    except (OSError, EnvironmentError) as err:
+        if fallback_to_tiny and name != TINY:
+            import warnings
+
+            warnings.warn(
+                f"{_offline_message(name, err)} Falling back to the embedded default 'tiny'.",
+                stacklevel=2,
+            )
+            return load_model(TINY, device=device, dtype=dtype, attn_implementation=attn_implementation)
+        raise OSError(_offline_message(name, err)) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if device is not None:
+        model.to(device)
+    model.name_or_path = name
+    return freeze(model), tokenizer

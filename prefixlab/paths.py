@@ -1,0 +1,61 @@
+"""Where the embedded default (tiny model, tokenizer, model card) lives on disk.
+
+The repository keeps these files in its top-level ``data/`` folder. They are found,
+in this order:
+
+1. ``$PREFIXLAB_DATA`` when set (a folder laid out like ``data/``);
+2. the installed package ``prefixlab._embedded`` (``pip install .`` copies ``data/`` there,
+   and an editable install maps it back to the checkout);
+3. ``data/`` next to the ``prefixlab/`` folder (a plain checkout, e.g. Colab after ``git clone``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TINY_MODEL_DIRNAME = "tiny-gpt2"
+
+
+def _candidates() -> list[Path]:
+    found: list[Path] = []
+    env = os.environ.get("PREFIXLAB_DATA")
+    if env:
+        found.append(Path(env).expanduser())
+    try:
+        from importlib.resources import files
+
+        found.append(Path(str(files("prefixlab._embedded"))))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    found.append(Path(__file__).resolve().parent.parent / "data")
+    return found
+
+
+def data_dir() -> Path:
+    """Return the folder that holds the embedded default.
+
+    Raises:
+        FileNotFoundError: when none of the locations above exists, with the places tried.
+    """
+    tried = _candidates()
+    for path in tried:
+        if path.is_dir():
+            return path
+    raise FileNotFoundError(
+        "prefixlab could not find its data/ folder. Tried: "
+        + ", ".join(str(p) for p in tried)
+        + ". Reinstall with `pip install -e .` from the repository, or set PREFIXLAB_DATA "
+        "to the repository's data/ folder."
+    )
+
+
+def tiny_model_dir() -> Path:
+    """Folder of the embedded tiny GPT-2 (config, safetensors weights, tokenizer, model card)."""
+    path = data_dir() / TINY_MODEL_DIRNAME
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"The embedded tiny model is missing from {path}. Rebuild it with "
+            "`python scripts/build_tiny_model.py`, or check out the repository's data/ folder."
+        )
+    return path
