@@ -124,3 +124,46 @@ def context_budget(model_or_config, prefix_length: int) -> dict:
         "left_for_tokens": dims.n_positions - prefix_length,
         "percent_used": 100.0 * prefix_length / dims.n_positions,
     }
+
+
+def reference_configs() -> dict:
+    """Configs (no weights) of well-known models, for tables that reach beyond the tiny model.
+
+    Sizes are the published ones: GPT-2 small/medium/large/XL (Radford et al., 2019) and
+    Llama 2 7B (Touvron et al., 2023).
+    """
+    from transformers import GPT2Config, LlamaConfig
+
+    gpt2 = {
+        "small": (12, 768, 12),
+        "medium": (24, 1024, 16),
+        "large": (36, 1280, 20),
+        "xl": (48, 1600, 25),
+    }
+    configs = {
+        f"gpt2-{name}": GPT2Config(
+            n_layer=layers, n_embd=d, n_head=h, n_positions=1024, vocab_size=50257
+        )
+        for name, (layers, d, h) in gpt2.items()
+    }
+    configs["llama-7b"] = LlamaConfig(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        vocab_size=32000,
+    )
+    return configs
+
+
+def accounting_table(models: dict, prefix_length: int = 10, **kwargs):
+    """A tidy pandas table of `parameter_counts` for several models (name -> model or config)."""
+    import pandas as pd
+
+    rows = []
+    for name, model_or_config in models.items():
+        for row in parameter_counts(model_or_config, prefix_length, **kwargs):
+            rows.append({"model": name, **row})
+    return pd.DataFrame(rows)

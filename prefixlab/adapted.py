@@ -134,7 +134,7 @@ class AdaptedModel(nn.Module):
             raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}.")
         B, T = input_ids.shape
         P = self.prefix_length
-        if self.dims.n_positions and P + T > self.dims.n_positions:
+        if self.dims.n_positions and self.dims.n_positions < P + T:
             raise ValueError(
                 f"Prefix ({P}) plus input ({T}) is {P + T} positions, longer than the model's "
                 f"context of {self.dims.n_positions}. Shorten the input (max_length) or use a "
@@ -201,7 +201,9 @@ class AdaptedModel(nn.Module):
             )
         num_beams = generate_kwargs.get("num_beams", 1) or 1
         num_return = generate_kwargs.get("num_return_sequences", 1) or 1
-        inputs = self.model_inputs(input_ids, attention_mask, task_ids, repeat=max(num_beams, num_return))
+        inputs = self.model_inputs(
+            input_ids, attention_mask, task_ids, repeat=max(num_beams, num_return)
+        )
         inputs.pop("position_ids")  # generate derives positions from the mask at every step
         generate_kwargs.setdefault("pad_token_id", _pad_id(self.model))
         if "inputs_embeds" in inputs:

@@ -154,7 +154,7 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(path)
     except ValueError:
         raise
-    except (OSError, EnvironmentError) as err:
+    except OSError as err:
         if fallback_to_tiny and name != TINY:
             import warnings
 
@@ -162,7 +162,9 @@ def load_model(
                 f"{_offline_message(name, err)} Falling back to the embedded default 'tiny'.",
                 stacklevel=2,
             )
-            return load_model(TINY, device=device, dtype=dtype, attn_implementation=attn_implementation)
+            return load_model(
+                TINY, device=device, dtype=dtype, attn_implementation=attn_implementation
+            )
         raise OSError(_offline_message(name, err)) from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

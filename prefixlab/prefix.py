@@ -120,7 +120,9 @@ class PrefixTuning(nn.Module):
         if init not in PREFIX_INITS:
             raise ValueError(f"init must be one of {PREFIX_INITS}, got {init!r}.")
         if not isinstance(mlp_hidden, int) or mlp_hidden < 1:
-            raise ValueError(f"mlp_hidden must be a positive int (512 in the paper), got {mlp_hidden!r}.")
+            raise ValueError(
+                f"mlp_hidden must be a positive int (512 in the paper), got {mlp_hidden!r}."
+            )
         if init in ("vocab", "text") and isinstance(model, ModelDims):
             raise ValueError(f"init={init!r} runs the frozen model: pass the model, not ModelDims.")
         if not init_std > 0:
@@ -159,7 +161,9 @@ class PrefixTuning(nn.Module):
                 self.weight = nn.Parameter(flat.to(**param_kw))
             else:
                 # [P, kv_dim] -> [P, hidden] -> [P, L*2*kv_dim], as PEFT's prefix_projection.
-                self.embedding = nn.Parameter(torch.randn(P, dims.kv_dim, generator=g).to(**param_kw))
+                self.embedding = nn.Parameter(
+                    torch.randn(P, dims.kv_dim, generator=g).to(**param_kw)
+                )
                 self.mlp = nn.Sequential(
                     nn.Linear(dims.kv_dim, mlp_hidden),
                     nn.Tanh(),

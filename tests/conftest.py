@@ -79,7 +79,9 @@ def method(request) -> str:
     return request.param
 
 
-def batch(batch_size: int = 3, length: int = 7, seed: int = 0, pad_right: int = 0, pad_left: int = 0):
+def batch(
+    batch_size: int = 3, length: int = 7, seed: int = 0, pad_right: int = 0, pad_left: int = 0
+):
     """Random token batch; the last row gets `pad_right` or `pad_left` padding positions."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, VOCAB, (batch_size, length), generator=g)

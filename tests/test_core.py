@@ -56,7 +56,11 @@ def test_explicit_head_dim_wins():
     from transformers import LlamaConfig
 
     config = LlamaConfig(
-        hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_hidden_layers=3
+        hidden_size=32,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        num_hidden_layers=3,
     )
     dims = model_dims(config)
     assert dims.head_dim == 16 and dims.kv_dim == 32 and dims.n_layers == 3
@@ -69,7 +73,9 @@ def test_prompt_shapes(tiny_model):
 
 def test_logits_same_shape_for_both_methods(tiny_model, method):
     ids, mask = batch(3, 7, pad_right=2)
-    out = AdaptedModel(tiny_model, make_adapter(tiny_model, method))(ids, mask, labels_for(ids, mask))
+    out = AdaptedModel(tiny_model, make_adapter(tiny_model, method))(
+        ids, mask, labels_for(ids, mask)
+    )
     assert out.logits.shape == (3, 7, VOCAB)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
 
@@ -119,7 +125,9 @@ def _peft_model(model, method, flat):
     from peft import PrefixTuningConfig, PromptTuningConfig, get_peft_model
 
     cls = PrefixTuningConfig if method == "prefix" else PromptTuningConfig
-    peft_model = get_peft_model(copy.deepcopy(model), cls(task_type="CAUSAL_LM", num_virtual_tokens=P))
+    peft_model = get_peft_model(
+        copy.deepcopy(model), cls(task_type="CAUSAL_LM", num_virtual_tokens=P)
+    )
     with torch.no_grad():
         peft_model.prompt_encoder["default"].embedding.weight.copy_(flat)
     return peft_model.eval()
@@ -133,7 +141,10 @@ def test_logits_equal_peft(tiny_model, method):
     adapter = make_adapter(tiny_model, method, seed=3)
     ids, mask = batch(3, 7, pad_right=2)
     ours = AdaptedModel(tiny_model, adapter)(ids, mask).logits
-    theirs = _real(_peft_model(tiny_model, method, adapter.flat())(input_ids=ids, attention_mask=mask).logits, method)
+    theirs = _real(
+        _peft_model(tiny_model, method, adapter.flat())(input_ids=ids, attention_mask=mask).logits,
+        method,
+    )
     real = mask.bool()  # padded positions carry no meaning (PEFT numbers them differently)
     torch.testing.assert_close(ours[real], theirs[real], atol=1e-5, rtol=0)
 
@@ -288,7 +299,9 @@ def test_mixed_task_batch_equals_separate_runs(tiny_model, method):
     tasks = ["b", "a", "c", "b"]
     mixed = bank(ids, mask, task_ids=tasks).logits
     for row, task in enumerate(tasks):
-        alone = AdaptedModel(tiny_model, adapters[task])(ids[row : row + 1], mask[row : row + 1]).logits
+        alone = AdaptedModel(tiny_model, adapters[task])(
+            ids[row : row + 1], mask[row : row + 1]
+        ).logits
         torch.testing.assert_close(mixed[row], alone[0], atol=1e-5, rtol=0)
     gen_ids, gen_mask = batch(4, 6, pad_left=2)
     gen = bank.generate(gen_ids, gen_mask, task_ids=tasks, max_new_tokens=3, num_beams=2)

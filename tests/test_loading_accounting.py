@@ -98,7 +98,9 @@ def test_offline_fallback_to_tiny_warns(monkeypatch):
         pytest.skip("embedded tiny model not built yet")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.warns(UserWarning, match="Falling back"):
-        model, tokenizer = load_model("prefixlab-test/surely-not-cached-model", fallback_to_tiny=True)
+        model, tokenizer = load_model(
+            "prefixlab-test/surely-not-cached-model", fallback_to_tiny=True
+        )
     assert model.name_or_path == "tiny"
 
 
@@ -111,7 +113,9 @@ def test_load_local_folder_frozen_eval(tmp_path):
     vocab = {"<|endoftext|>": 0, **{chr(97 + i): i + 1 for i in range(26)}}
     raw = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
     raw.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>").save_pretrained(tmp_path)
+    PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>").save_pretrained(
+        tmp_path
+    )
     loaded, tokenizer = load_model(str(tmp_path), dtype="float32")
     assert not loaded.training
     assert all(not p.requires_grad for p in loaded.parameters())
@@ -141,3 +145,13 @@ def test_load_model_tiny():
     assert model.config.model_type == "gpt2"
     assert all(not p.requires_grad for p in model.parameters()) and not model.training
     assert tokenizer.pad_token is not None
+
+
+def test_reference_table_covers_gpt2_sizes_and_llama():
+    from prefixlab.accounting import accounting_table, reference_configs
+
+    table = accounting_table(reference_configs(), 10)
+    full = table[table.method == "full"].set_index("model")["trainable"]
+    assert full["gpt2-small"] == 124_439_808
+    assert full["gpt2-xl"] > 1.5e9 and full["llama-7b"] > 6.7e9
+    assert len(table) == 5 * len(reference_configs())

@@ -1,0 +1,49 @@
+"""The command line: --version and the headless notebook runner."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+import prefixlab
+from prefixlab.cli import main
+
+
+def test_version_module_and_script():
+    out = subprocess.run(
+        [sys.executable, "-m", "prefixlab", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"prefixlab {prefixlab.__version__}"
+
+
+def _notebook(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.slow
+def test_run_notebooks_writes_html_and_names_failing_cell(tmp_path, capsys):
+    good = _notebook(tmp_path / "01_good.ipynb", "x = 21 * 2", "print(x)")
+    bad = _notebook(tmp_path / "02_bad.ipynb", "y = 1", "raise RuntimeError('boom')")
+    out = tmp_path / "html"
+    assert main(["run-notebooks", str(good), "--out", str(out)]) == 0
+    assert "42" in (out / "01_good.html").read_text()
+    assert main(["run-notebooks", str(good), str(bad), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "[1/2] 01_good.ipynb ... ok" in captured.out
+    assert "02_bad.ipynb: cell 1 failed" in captured.err and "boom" in captured.err
+
+
+def test_run_notebooks_missing_file(tmp_path, capsys):
+    assert main(["run-notebooks", str(tmp_path / "nope.ipynb")]) == 2
+    assert "no such notebook" in capsys.readouterr().err
