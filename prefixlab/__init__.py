@@ -8,6 +8,8 @@ The pieces, one module per idea:
 - adapted.py    AdaptedModel: feeds either to the frozen model (forward, generate), AdapterBank
 - artifacts.py  save/load (safetensors + JSON), PEFT export/import
 - accounting.py parameter counts and context budget
+- hooks.py      record_attention: attention probabilities per layer and head, TransformerLens names
+- attention.py  pure analysis: attention mass on the prefix, attention sink, entropy
 """
 
 __version__ = "0.1.0"
@@ -15,6 +17,7 @@ __version__ = "0.1.0"
 from prefixlab.accounting import context_budget, parameter_counts
 from prefixlab.adapted import AdaptedModel, AdapterBank
 from prefixlab.artifacts import export_peft, import_peft, load_adapter, save_adapter
+from prefixlab.hooks import attention_report, record_attention
 from prefixlab.loading import ModelDims, load_model, model_dims
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
@@ -25,6 +28,8 @@ __all__ = [
     "ModelDims",
     "PrefixTuning",
     "PromptTuning",
+    "attention_report",
+    "record_attention",
     "__version__",
     "context_budget",
     "export_peft",
