@@ -1,0 +1,533 @@
+"""prefixlab.plotting: figure types, element counts, colours, hover text and input checks."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+
+from prefixlab import plotting as P
+
+matplotlib.use("Agg")  # no display in tests, whatever MPLBACKEND says
+
+RNG = np.random.default_rng(0)
+MASS = np.array([[0.1, 0.25, 0.5, 0.912], [0.0, 0.333, 0.75, 1.0]])  # [layers=2, heads=4]
+
+
+@pytest.fixture(autouse=True)
+def no_figures_left_in_pyplot():
+    """Every plot function hands its figure to the caller and leaves pyplot's registry alone."""
+    before = plt.get_fignums()
+    yield
+    assert plt.get_fignums() == before
+
+
+def line_colors(ax) -> list[str]:
+    return [to_hex(line.get_color()) for line in ax.get_lines()]
+
+
+def legend_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def sweep_frame() -> pd.DataFrame:
+    rows = []
+    for method in ("prefix", "prompt"):
+        for lr in (1e-4, 1e-3, 1e-2):
+            for seed in range(3):
+                loss = np.nan if (method == "prompt" and lr == 1e-2 and seed < 2) else 2 + seed
+                rows.append({"method": method, "lr": lr, "seed": seed, "final_loss": loss})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------- palette and style
+
+
+def test_every_method_has_a_distinct_colour_and_a_label():
+    methods = {"prefix", "prefix+mlp", "prompt", "lora", "full", "none"}
+    assert set(P.METHOD_COLORS) == methods == set(P.METHOD_LABELS)
+    assert len(set(P.METHOD_COLORS.values())) == len(methods)
+    assert P.NEUTRAL_COLOR not in P.METHOD_COLORS.values()
+
+
+@pytest.mark.parametrize("name", ["prefix", "Prefix", "prefix: P=10", " prefix :lr 1e-3"])
+def test_method_colour_reads_method_and_detail_labels(name):
+    assert P.method_color(name) == P.METHOD_COLORS["prefix"]
+
+
+def test_unknown_names_get_the_neutral_colour_and_keep_their_name():
+    assert P.method_color("adapter") == P.NEUTRAL_COLOR
+    assert P.method_color("") == P.NEUTRAL_COLOR
+    assert P.method_label("adapter") == "adapter"
+    assert P.method_label("prompt: P=5") == "prompt tuning: P=5"
+    assert P.method_label("prefix+mlp") == "prefix tuning + MLP"
+
+
+def test_style_is_a_context_that_restores_rcparams():
+    before = matplotlib.rcParams["axes.spines.top"]
+    with P.style():
+        assert matplotlib.rcParams["axes.spines.top"] is False
+        assert matplotlib.rcParams["axes.spines.right"] is False
+        assert matplotlib.rcParams["axes.grid"] is True
+    with P.style({"font.size": 20}):
+        assert matplotlib.rcParams["font.size"] == 20
+    assert matplotlib.rcParams["axes.spines.top"] == before
+
+
+# ------------------------------------------------------------------------- line plots
+
+
+def test_loss_curves_one_line_per_curve_in_the_method_colour():
+    fig = P.plot_loss_curves(
+        {"prefix": [3.0, 2.0, 1.5], "prompt": [3.0, 2.5, 2.2], "none": [3.0, 3.0, 3.0]},
+        title="loss",
+    )
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    assert len(ax.get_lines()) == 3
+    assert line_colors(ax) == [P.METHOD_COLORS[m] for m in ("prefix", "prompt", "none")]
+    assert legend_texts(ax) == ["prefix tuning", "prompt tuning", "frozen model"]
+    assert ax.get_title("left") == "loss"
+    assert ax.get_ylabel() == "loss (nats/token)"
+    assert ax.get_yscale() == "linear"
+
+
+def test_loss_curves_same_method_twice_keeps_colour_changes_line_style():
+    fig = P.plot_loss_curves({"prefix: P=1": [2, 1], "prefix: P=10": [2, 0.5]}, title="t")
+    a, b = fig.axes[0].get_lines()
+    assert to_hex(a.get_color()) == to_hex(b.get_color()) == P.METHOD_COLORS["prefix"]
+    assert a.get_linestyle() != b.get_linestyle()
+    assert legend_texts(fig.axes[0]) == ["prefix tuning: P=1", "prefix tuning: P=10"]
+
+
+def test_labels_that_name_no_method_get_distinct_colours():
+    fig = P.plot_loss_curves({"run a": [2, 1], "run b": [2, 1]}, title="t")
+    colors = line_colors(fig.axes[0])
+    assert colors == [P.EXTRA_COLORS[0], P.EXTRA_COLORS[1]]
+
+
+def test_loss_curves_series_index_is_the_step_and_val_draws_markers():
+    series = pd.Series([3.0, 2.0, 1.0], index=[10, 20, 30])
+    fig = P.plot_loss_curves(
+        {"prefix": series}, title="t", val={"prefix": ([10, 30], [3.1, 1.2])}, logy=True
+    )
+    ax = fig.axes[0]
+    train, val = ax.get_lines()
+    assert list(train.get_xdata()) == [10, 20, 30]
+    assert val.get_linestyle() == "None" and val.get_marker() == "o"
+    assert to_hex(val.get_color()) == P.METHOD_COLORS["prefix"]
+    assert legend_texts(ax) == ["prefix tuning", "validation"]
+    assert ax.get_yscale() == "log"
+
+
+def test_smoothing_keeps_a_faint_raw_line_and_smooths_the_main_one():
+    values = RNG.normal(2, 0.5, 50)
+    fig = P.plot_loss_curves({"prompt": values}, title="t", smooth=0.9)
+    raw, smooth = fig.axes[0].get_lines()
+    assert raw.get_alpha() < 1
+    assert np.allclose(raw.get_ydata(), values)
+    assert np.std(np.diff(smooth.get_ydata())) < np.std(np.diff(values))
+    assert smooth.get_ydata()[0] == pytest.approx(values[0])  # debiased: starts at the data
+
+
+def test_loss_curves_draw_into_a_given_axes():
+    with P.style():
+        fig, axes = plt.subplots(1, 2)
+    try:
+        assert P.plot_loss_curves({"lora": [1, 0.5]}, title="t", ax=axes[1]) is fig
+        assert len(axes[1].get_lines()) == 1 and len(axes[0].get_lines()) == 0
+    finally:
+        plt.close(fig)
+
+
+def test_grad_norms_use_a_log_axis():
+    fig = P.plot_grad_norms({"prefix": [10, 1, 0.1], "prompt": [5, 2, 1]}, title="grads")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    assert line_colors(ax) == [P.METHOD_COLORS["prefix"], P.METHOD_COLORS["prompt"]]
+
+
+@pytest.mark.parametrize("band", ["minmax", "std"])
+def test_seed_bands_mean_line_and_band_per_label(band):
+    runs = {"prefix": RNG.normal(2, 0.1, (4, 20)), "prompt": RNG.normal(3, 0.1, (2, 20))}
+    fig = P.plot_seed_bands(runs, title="seeds", band=band)
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 2
+    assert len(ax.collections) == 2  # one fill_between per label
+    assert np.allclose(ax.get_lines()[0].get_ydata(), runs["prefix"].mean(axis=0))
+    assert line_colors(ax) == [P.METHOD_COLORS["prefix"], P.METHOD_COLORS["prompt"]]
+    assert legend_texts(ax)[:2] == ["prefix tuning (4 seeds)", "prompt tuning (2 seeds)"]
+
+
+def test_seed_bands_accept_steps_and_survive_nan_columns():
+    values = np.array([[1.0, np.nan, 3.0], [1.0, np.nan, 2.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = P.plot_seed_bands({"prefix": values}, title="t", steps=[0, 50, 100])
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [0, 50, 100]
+
+
+# ------------------------------------------------------------------------- sweeps and bars
+
+
+def test_lr_sweep_log_x_median_lines_and_diverged_markers():
+    df = sweep_frame()
+    fig = P.plot_lr_sweep(df, title="lr")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert legend_texts(ax) == ["prefix tuning", "prompt tuning", "diverged (k/n runs)"]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "X"]
+    assert len(crosses) == 1  # prompt at lr 1e-2: one cross for its 2 of 3 diverged seeds
+    assert to_hex(crosses[0].get_color()) == P.METHOD_COLORS["prompt"]
+    assert "2/3" in [t.get_text() for t in ax.texts]
+    medians = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert [to_hex(m.get_color()) for m in medians] == [
+        P.METHOD_COLORS["prefix"],
+        P.METHOD_COLORS["prompt"],
+    ]
+    assert list(medians[0].get_ydata()) == [3.0, 3.0, 3.0]  # median of seeds 2, 3, 4
+    assert medians[1].get_ydata()[-1] == 4.0  # only the finite seed counts
+    low, high = ax.get_ylim()
+    assert high > 4.0 > low  # every finite value is inside, below the diverged strip
+
+
+def test_lr_sweep_without_divergence_has_no_diverged_entry():
+    df = sweep_frame().dropna()
+    fig = P.plot_lr_sweep(df, title="lr")
+    assert "diverged" not in " ".join(legend_texts(fig.axes[0]))
+
+
+def test_lr_sweep_threshold_marks_huge_losses_as_diverged():
+    df = sweep_frame().fillna(1e6)
+    fig = P.plot_lr_sweep(df, title="lr", diverged_above=100)
+    assert legend_texts(fig.axes[0])[-1].startswith("diverged")
+    assert fig.axes[0].get_ylim()[1] < 100
+
+
+def test_length_sweep_two_panels_with_bleu_one_without():
+    df = pd.DataFrame(
+        {
+            "method": ["prefix"] * 3 + ["prompt"] * 3,
+            "prefix_length": [1, 10, 100] * 2,
+            "val_loss": [3.0, 2.5, 2.2, 3.3, 3.0, 2.9],
+            "bleu": [40, 55, 60, 30, 40, 45],
+        }
+    )
+    fig = P.plot_length_sweep(df, title="P")
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        assert line_colors(ax) == [P.METHOD_COLORS["prefix"], P.METHOD_COLORS["prompt"]]
+        assert ax.get_xscale() == "log"
+    assert fig.axes[1].get_ylabel() == "BLEU"
+    assert len(P.plot_length_sweep(df.drop(columns="bleu"), title="P").axes) == 1
+
+
+def test_parameter_counts_bars_annotated_with_count_and_share():
+    rows = [
+        {
+            "method": "prefix",
+            "label": "prefix tuning",
+            "trainable": 184_320,
+            "percent_of_base": 100 * 184_320 / 124_439_808,
+        },
+        {
+            "method": "prompt",
+            "label": "prompt tuning",
+            "trainable": 7_680,
+            "percent_of_base": 100 * 7_680 / 124_439_808,
+        },
+        {
+            "method": "full",
+            "label": "full fine-tuning",
+            "trainable": 124_439_808,
+            "percent_of_base": 100.0,
+        },
+    ]
+    fig = P.plot_parameter_counts(rows, title="params")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert [to_hex(p.get_facecolor()) for p in ax.patches] == [
+        P.METHOD_COLORS[m] for m in ("prefix", "prompt", "full")
+    ]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["184,320 (0.15%)", "7,680 (0.0062%)", "124,439,808 (100%)"]
+    assert ax.get_xlim()[1] > 124_439_808
+    linear = P.plot_parameter_counts(pd.DataFrame(rows), title="params", log=False)
+    assert linear.axes[0].get_xscale() == "linear"
+
+
+def test_parameter_counts_from_accounting():
+    from transformers import GPT2Config
+
+    from prefixlab.accounting import parameter_counts
+
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=64, vocab_size=97)
+    rows = parameter_counts(config, 5)
+    fig = P.plot_parameter_counts(rows, title="tiny")
+    assert len(fig.axes[0].patches) == len(rows)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [r["label"] for r in rows]
+
+
+def test_context_budget_is_one_stacked_bar():
+    budget = {"context": 1024, "prefix_length": 10, "left_for_tokens": 1014, "percent_used": 0.98}
+    fig = P.plot_context_budget(budget)
+    ax = fig.axes[0]
+    prefix, rest = ax.patches
+    assert prefix.get_width() == 10 and rest.get_x() == 10 and rest.get_width() == 1014
+    texts = " ".join(t.get_text() for t in ax.texts)
+    assert "1,014 positions left" in texts and "P = 10" in texts
+    assert "0.98%" in ax.get_title("left")
+
+
+def test_metric_bars_with_and_without_error_bars():
+    df = pd.DataFrame({"method": ["prompt", "prefix", "lora"], "bleu": [48.2, 62.5, 66.0]})
+    fig = P.plot_metric_bars(df, metric="bleu", title="BLEU")
+    ax = fig.axes[0]
+    assert [to_hex(p.get_facecolor()) for p in ax.patches] == [
+        P.METHOD_COLORS[m] for m in ("prompt", "prefix", "lora")
+    ]
+    assert [t.get_text() for t in ax.texts] == ["48.2", "62.5", "66.0"]
+    assert not ax.containers[1:]  # no error bars
+    df["bleu_std"] = [1.0, 2.0, 0.5]
+    ax = P.plot_metric_bars(df, metric="bleu", title="BLEU").axes[0]
+    errorbars = [c for c in ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    assert len(errorbars) == 1
+
+
+def test_metric_bars_accept_a_groupby_result():
+    seeds = pd.DataFrame({"method": ["prefix", "prefix", "prompt"], "bleu": [60.0, 62.0, 50.0]})
+    table = seeds.groupby("method").agg(bleu=("bleu", "mean"), bleu_std=("bleu", "std"))
+    fig = P.plot_metric_bars(table, metric="bleu", title="BLEU")
+    assert len(fig.axes[0].patches) == 2
+
+
+# ------------------------------------------------------------------------- heatmaps
+
+
+def test_attention_heatmap_annotations_equal_the_input():
+    fig = P.plot_attention_heatmap(MASS, title="mass")
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 2  # heatmap + colour bar
+    ax = fig.axes[0]
+    values = np.array([float(t.get_text()) for t in ax.texts]).reshape(MASS.shape)
+    assert np.allclose(values, np.round(MASS, 2))
+    image = ax.images[0]
+    assert image.get_array().shape == MASS.shape
+    assert image.get_clim() == (0.0, pytest.approx(1.0))
+    assert ax.get_xlabel() == "head" and ax.get_ylabel() == "layer"
+
+
+def test_attention_heatmap_vmax_nan_cells_and_no_annotation():
+    mass = MASS.copy()
+    mass[0, 0] = np.nan
+    fig = P.plot_attention_heatmap(mass, title="m", vmax=0.5)
+    ax = fig.axes[0]
+    assert ax.images[0].get_clim() == (0.0, 0.5)
+    assert ax.texts[0].get_text() == "\u2013"
+    assert not P.plot_attention_heatmap(MASS, title="m", annotate=False).axes[0].texts
+
+
+def test_attention_heatmap_accepts_torch_tensors_and_a_given_axes():
+    torch = pytest.importorskip("torch")
+    mass = torch.tensor(MASS, requires_grad=True)
+    with P.style():
+        fig, ax = plt.subplots()
+    try:
+        assert P.plot_attention_heatmap(mass, title="m", ax=ax) is fig
+        assert len(fig.axes) == 2
+    finally:
+        plt.close(fig)
+
+
+def test_attention_grid_shares_one_colour_scale():
+    fig = P.plot_attention_grid({"prefix": MASS, "prompt": MASS * 0.5}, title="grid")
+    assert len(fig.axes) == 3  # two heatmaps + one colour bar
+    clims = {ax.images[0].get_clim() for ax in fig.axes[:2]}
+    assert clims == {(0.0, 1.0)}
+    assert [ax.get_title("left") for ax in fig.axes[:2]] == ["prefix tuning", "prompt tuning"]
+    assert fig.get_suptitle() == "grid"
+
+
+def test_token_attention_labels_tokens_and_escapes_dollars():
+    values = RNG.uniform(0, 1, (3, 4))
+    tokens = ["The", " $5", "\n", " meal"]
+    fig = P.plot_token_attention(values, tokens, title="tokens")
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels == ["The", r" \$5", "\\n", " meal"]
+    assert ax.get_xlabel() == "query token"
+
+
+# ------------------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: P.plot_loss_curves({}, title="t"), "non-empty dict"),
+        (lambda: P.plot_loss_curves([1, 2], title="t"), "non-empty dict"),
+        (lambda: P.plot_loss_curves({"prefix": [[1, 2]]}, title="t"), "1-D"),
+        (lambda: P.plot_loss_curves({"prefix": []}, title="t"), "1-D"),
+        (lambda: P.plot_loss_curves({"prefix": ["a"]}, title="t"), "numeric"),
+        (lambda: P.plot_loss_curves({"prefix": [1, 2]}, title="t", smooth=1), "smooth"),
+        (lambda: P.plot_loss_curves({"p": [1]}, title="t", val={"p": ([1, 2], [1])}), "match"),
+        (lambda: P.plot_grad_norms({}, title="t"), "non-empty dict"),
+        (lambda: P.plot_seed_bands({"prefix": [1, 2, 3]}, title="t"), "[seeds, steps]"),
+        (lambda: P.plot_seed_bands({"p": np.ones((2, 3))}, title="t", band="iqr"), "band"),
+        (lambda: P.plot_seed_bands({"p": np.ones((2, 3))}, title="t", steps=[1]), "steps"),
+        (lambda: P.plot_lr_sweep(pd.DataFrame(), title="t"), "non-empty"),
+        (lambda: P.plot_lr_sweep(sweep_frame(), y="bleu", title="t"), "bleu"),
+        (lambda: P.plot_lr_sweep(sweep_frame().assign(lr=0.0), title="t"), "positive"),
+        (lambda: P.plot_length_sweep(sweep_frame(), title="t"), "prefix_length"),
+        (lambda: P.plot_parameter_counts([], title="t"), "non-empty list"),
+        (lambda: P.plot_parameter_counts([{"method": "prefix"}], title="t"), "keys"),
+        (lambda: P.plot_context_budget({"context": 10}), "keys"),
+        (
+            lambda: P.plot_context_budget(
+                {"context": 10, "prefix_length": 4, "left_for_tokens": 4, "percent_used": 40}
+            ),
+            "context",
+        ),
+        (lambda: P.plot_metric_bars(sweep_frame(), metric="final_loss", title="t"), "one row"),
+        (lambda: P.plot_metric_bars(sweep_frame(), metric="bleu", title="t"), "bleu"),
+        (lambda: P.plot_attention_heatmap(np.ones(4), title="t"), "[layers, heads]"),
+        (lambda: P.plot_attention_heatmap(np.ones((2, 2, 2)), title="t"), "[layers, heads]"),
+        (lambda: P.plot_attention_heatmap(MASS * 3, title="t"), "between 0 and 1"),
+        (lambda: P.plot_attention_heatmap(MASS, title="t", vmax=0), "vmax"),
+        (lambda: P.plot_attention_grid({}, title="t"), "non-empty dict"),
+        (lambda: P.plot_attention_grid({"p": np.ones(3)}, title="t"), "[layers, heads]"),
+        (lambda: P.plot_token_attention(np.ones((2, 3)), ["a", "b"], title="t"), "3 tokens"),
+        (lambda: P.plot_token_attention(np.ones(3), ["a", "b", "c"], title="t"), "n_tokens"),
+        (lambda: P.attention_heatmap_plotly(np.ones((2, 2, 2)), title="t"), "[layers, heads]"),
+        (lambda: P.attention_grid_plotly({}), "non-empty dict"),
+        (lambda: P.loss_curves_plotly({"p": np.ones((2, 2))}, title="t"), "1-D"),
+    ],
+)
+def test_bad_inputs_raise_value_errors_that_say_what_is_expected(call, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        call()
+
+
+def test_many_figures_raise_no_pyplot_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures = [P.plot_loss_curves({"prefix": [2, 1]}, title=str(i)) for i in range(25)]
+    assert len(figures) == 25
+
+
+# ------------------------------------------------------------------------- plotly
+
+
+def test_attention_heatmap_plotly_hover_carries_layer_head_and_mass():
+    fig = P.attention_heatmap_plotly(MASS, title="mass")
+    assert isinstance(fig, go.Figure)
+    (trace,) = fig.data
+    assert isinstance(trace, go.Heatmap)
+    assert np.allclose(np.array(trace.z, dtype=float), MASS)
+    assert trace.text[0][3] == "layer 0<br>head 3<br>mass 0.912"
+    assert trace.text[1][1] == "layer 1<br>head 1<br>mass 0.333"
+    assert "%{text}" in trace.hovertemplate
+    assert fig.layout.yaxis.autorange == "reversed"  # layer 0 on top, as in matplotlib
+
+
+def test_attention_grid_plotly_one_trace_per_label_and_a_shared_scale():
+    fig = P.attention_grid_plotly({"prefix": MASS, "prompt": MASS / 2}, title="grid")
+    assert len(fig.data) == 2
+    assert {t.coloraxis for t in fig.data} == {"coloraxis"}
+    assert fig.layout.coloraxis.cmax == pytest.approx(1.0)
+    assert fig.data[1].text[0][2] == "prompt tuning<br>layer 0<br>head 2<br>mass 0.250"
+
+
+def test_loss_curves_plotly_colours_and_smoothing():
+    curves = {"prefix": [3.0, 2.0, 1.0], "prompt: P=5": [3.0, 2.5, 2.0]}
+    fig = P.loss_curves_plotly(curves, title="loss", val={"prefix": ([0, 2], [3.1, 1.1])})
+    assert [t.name for t in fig.data] == [
+        "prefix tuning",
+        "prompt tuning: P=5",
+        "prefix tuning (validation)",
+    ]
+    assert fig.data[0].line.color == P.METHOD_COLORS["prefix"]
+    assert fig.data[2].mode == "markers"
+    smooth = P.loss_curves_plotly(curves, title="loss", smooth=0.5, logy=True)
+    assert len(smooth.data) == 4 and smooth.layout.yaxis.type == "log"
+
+
+def test_plotly_figures_are_stable_data():
+    def build():
+        return (
+            P.attention_heatmap_plotly(MASS, title="m").to_json(),
+            P.attention_grid_plotly({"prefix": MASS, "prompt": MASS}).to_json(),
+            P.loss_curves_plotly({"prefix": [2.0, 1.0]}, title="l").to_json(),
+        )
+
+    first, second = build(), build()
+    assert first == second
+    assert all('"uid"' not in text for text in first)
+
+
+def test_setup_notebook_picks_a_renderer_that_does_not_embed_plotly_js(monkeypatch):
+    import sys
+
+    import plotly.io as pio
+
+    monkeypatch.setattr(pio.renderers, "default", pio.renderers.default)
+    monkeypatch.delenv("PLOTLY_RENDERER", raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert P.setup_notebook() == "plotly_mimetype" == pio.renderers.default
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    assert P.setup_notebook() == "colab"
+    monkeypatch.setenv("PLOTLY_RENDERER", "json")
+    assert P.setup_notebook() == "json"
+    assert P.setup_notebook("png") == "png"
+
+
+# ------------------------------------------------------------------------- in a real kernel
+
+
+@pytest.mark.slow
+def test_a_returned_figure_displays_exactly_once_in_jupyter(monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    # plotting.py imports nothing from prefixlab, so the kernel loads that one file and skips
+    # the package's torch import (seconds saved; the display path is the same).
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prefixlab", "plotting.py"
+    )
+    cells = [
+        "import importlib.util\nimport numpy as np\n"
+        f"spec = importlib.util.spec_from_file_location('plotting', {path!r})\n"
+        "P = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(P)\n"
+        "P.setup_notebook()",
+        "P.plot_loss_curves({'prefix': [3.0, 2.0]}, title='t')",
+        "fig = P.plot_attention_heatmap(np.full((2, 4), 0.3), title='m')",
+        "fig",
+        "P.attention_heatmap_plotly(np.full((2, 4), 0.3), title='m')",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    # The kernel inherits this environment: use the inline backend, as the notebook runs do.
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3")
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError:
+        raise
+    except Exception as err:  # no usable kernel here: nothing to check
+        pytest.skip(f"no Jupyter kernel: {err}")
+
+    def data_keys(cell):
+        return [sorted(out.get("data", {})) for out in cell.outputs]
+
+    assert data_keys(nb.cells[1]) == [["image/png", "text/plain"]]
+    assert data_keys(nb.cells[2]) == []  # assigned, not shown
+    assert data_keys(nb.cells[3]) == [["image/png", "text/plain"]]
+    assert data_keys(nb.cells[4]) == [["application/vnd.plotly.v1+json"]]
