@@ -7,6 +7,7 @@ embedded default so the notebook can keep going.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -99,6 +100,21 @@ def _offline_message(name: str, err: Exception) -> str:
     )
 
 
+@contextlib.contextmanager
+def _quiet_loading(quiet: bool):
+    """Hide transformers' per-file progress bars for the embedded model (seconds to load)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(
     name_or_path: str = TINY,
     *,
@@ -150,8 +166,9 @@ def load_model(
         kwargs = {"attn_implementation": attn_implementation}
         if dtype is not None:
             kwargs["dtype"] = dtype
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        with _quiet_loading(name == TINY):
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(path)
     except ValueError:
         raise
     except OSError as err:
