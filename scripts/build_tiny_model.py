@@ -1,0 +1,418 @@
+"""Build the embedded default: a byte-level BPE tokenizer and a tiny GPT-2, from scratch, on CPU.
+
+    python scripts/build_tiny_model.py              # the shipped model, into data/tiny-gpt2/
+    python scripts/build_tiny_model.py --quick      # a seconds-long smoke run into a temp folder
+
+Steps, all seeded:
+
+1. Pretraining text: `synthetic_sentences` — restaurant descriptions realized from
+   training-split MRs only. No MR is ever shown to the model, so reading the table is left
+   to prefix tuning and prompt tuning. Held-out text: references of validation-split MRs.
+2. A byte-level BPE tokenizer (`tokenizers`) trained on that text, with one special token,
+   `<|endoftext|>`, used as bos, eos and pad.
+3. A GPT-2 trained as a language model on the text packed into a stream
+   `<|endoftext|> text <|endoftext|> text ...`, each text with a leading space (as targets
+   have in `prefixlab.data.encode_for_training`), sampled in random windows.
+4. config.json, model.safetensors, generation_config.json, tokenizer files, build_info.json
+   (losses along the way) and README.md (the model card, with the measured numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a plain checkout without installing
+
+from prefixlab.data import synthetic_e2e, synthetic_sentences  # noqa: E402
+
+EOS = "<|endoftext|>"
+
+
+@dataclass
+class BuildConfig:
+    """Everything that decides the result. Two presets: `full` (shipped) and `quick` (tests)."""
+
+    n_sentences: int = 80_000  # pretraining realizations (train-split MRs)
+    n_heldout_mrs: int = 200  # validation-split MRs whose references measure held-out loss
+    vocab_size: int = 2048  # BPE vocabulary, special token included
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    n_positions: int = 256  # context: room for a prefix + MR + text
+    block_size: int = 128  # tokens per training window
+    batch_size: int = 32
+    steps: int = 1500
+    lr: float = 2e-3  # peak; linear warmup then cosine to lr / 10
+    warmup: int = 100
+    weight_decay: float = 0.1
+    eval_every: int = 250
+    eval_batches: int = 16  # batches of held-out (and train) windows per evaluation
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}.")
+        if self.block_size > self.n_positions:
+            raise ValueError(
+                f"block_size={self.block_size} exceeds n_positions={self.n_positions}."
+            )
+        if min(self.steps, self.batch_size, self.n_sentences, self.vocab_size) < 1:
+            raise ValueError("steps, batch_size, n_sentences and vocab_size must be >= 1.")
+
+
+QUICK = dict(
+    n_sentences=400,
+    n_heldout_mrs=10,
+    vocab_size=400,
+    n_layer=2,
+    n_embd=32,
+    n_head=2,
+    n_positions=64,
+    block_size=32,
+    batch_size=8,
+    steps=20,
+    warmup=5,
+    eval_every=10,
+    eval_batches=2,
+)
+
+
+def train_tokenizer(texts: list[str], vocab_size: int):
+    """Byte-level BPE on `texts`; returns a transformers fast tokenizer (eos = bos = pad)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=EOS, eos_token=EOS, pad_token=EOS, unk_token=EOS
+    )
+
+
+def token_stream(tokenizer, texts: list[str]) -> torch.Tensor:
+    """`<eos> text <eos> text ... <eos>` as one long tensor [n_tokens] (texts with a leading space)."""
+    eos = tokenizer.eos_token_id
+    stream = [eos]
+    for ids in tokenizer([" " + t for t in texts], add_special_tokens=False)["input_ids"]:
+        stream += ids + [eos]
+    return torch.tensor(stream, dtype=torch.long)
+
+
+def windows(stream: torch.Tensor, n: int, block: int, generator: torch.Generator) -> torch.Tensor:
+    """n random windows of `block` tokens from the stream. Returns [n, block]."""
+    starts = torch.randint(0, len(stream) - block, (n,), generator=generator)
+    return torch.stack([stream[s : s + block] for s in starts.tolist()])
+
+
+@torch.no_grad()
+def mean_loss(model, batches: list[torch.Tensor]) -> float:
+    """Mean next-token loss (nats/token) over [B, T] batches, in eval mode."""
+    model.eval()
+    losses = [model(input_ids=b, labels=b).loss.item() for b in batches]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def lr_at(step: int, cfg: BuildConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
+    """Train tokenizer and model, write every file into `out`, return the measured numbers."""
+    from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # no per-call notices about masks and loss types
+
+    t0 = time.time()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    out.mkdir(parents=True, exist_ok=True)
+
+    texts = synthetic_sentences(cfg.n_sentences, seed=cfg.seed)
+    heldout = synthetic_e2e("validation", n_mrs=cfg.n_heldout_mrs, refs_per_mr=4, seed=cfg.seed)
+    heldout_texts = [ref for _, ref in heldout.pairs]
+    log(f"corpus: {len(texts)} sentences; held-out: {len(heldout_texts)} references")
+
+    tokenizer = train_tokenizer([" " + t for t in texts], cfg.vocab_size)
+    train_stream = token_stream(tokenizer, texts)
+    heldout_stream = token_stream(tokenizer, heldout_texts)
+    tokenizer.model_max_length = cfg.n_positions
+    log(
+        f"tokenizer: {len(tokenizer)} tokens; corpus {len(train_stream):,} tokens, "
+        f"held-out {len(heldout_stream):,} tokens ({time.time() - t0:.0f}s)"
+    )
+
+    eos = tokenizer.eos_token_id
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=cfg.n_positions,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    model = GPT2LMHeadModel(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(
+        f"model: GPT-2 {cfg.n_layer} layers x {cfg.n_embd} wide, {cfg.n_head} heads, {n_params:,} params"
+    )
+
+    g_eval = torch.Generator().manual_seed(cfg.seed + 1)
+    eval_bs = min(cfg.batch_size, 32)
+    heldout_batches = [
+        windows(heldout_stream, eval_bs, cfg.block_size, g_eval) for _ in range(cfg.eval_batches)
+    ]
+    train_eval_batches = [
+        windows(train_stream, eval_bs, cfg.block_size, g_eval) for _ in range(cfg.eval_batches)
+    ]
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    g_train = torch.Generator().manual_seed(cfg.seed)
+    curve = []
+    model.train()
+    t_train = time.time()
+    running = None
+    for step in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        batch = windows(train_stream, cfg.batch_size, cfg.block_size, g_train)  # [B, T]
+        loss = model(input_ids=batch, labels=batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            point = {
+                "step": step + 1,
+                "train_loss": round(mean_loss(model, train_eval_batches), 4),
+                "heldout_loss": round(mean_loss(model, heldout_batches), 4),
+                "minutes": round((time.time() - t_train) / 60, 2),
+            }
+            curve.append(point)
+            log(
+                f"step {step + 1}/{cfg.steps}  running {running:.3f}  train {point['train_loss']:.3f}"
+                f"  held-out {point['heldout_loss']:.3f}  ({point['minutes']:.1f} min)"
+            )
+    train_minutes = (time.time() - t_train) / 60
+
+    model.eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, max_new_tokens=80
+    )
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    torch.manual_seed(cfg.seed)
+    with torch.no_grad():
+        start = torch.full((3, 1), eos, dtype=torch.long)  # [3, 1]
+        gen = model.generate(
+            start,
+            attention_mask=torch.ones_like(start),
+            do_sample=True,
+            top_k=20,
+            max_new_tokens=60,
+        )  # [3, <= 61]
+    samples = [tokenizer.decode(row[1:], skip_special_tokens=True).strip() for row in gen]
+
+    final = curve[-1]
+    info = {
+        "config": asdict(cfg),
+        "n_params": n_params,
+        "vocab_size": len(tokenizer),
+        "corpus_sentences": len(texts),
+        "corpus_tokens": int(len(train_stream)),
+        "heldout_references": len(heldout_texts),
+        "heldout_tokens": int(len(heldout_stream)),
+        "tokens_seen": cfg.steps * cfg.batch_size * cfg.block_size,
+        "final_train_loss": final["train_loss"],
+        "final_heldout_loss": final["heldout_loss"],
+        "uniform_loss": round(math.log(len(tokenizer)), 4),
+        "train_minutes": round(train_minutes, 2),
+        "total_minutes": round((time.time() - t0) / 60, 2),
+        "cpu_minutes": round(time.process_time() / 60, 1),  # summed over threads
+        "load_average": round(os.getloadavg()[1], 1),  # 5-minute load at the end
+        "curve": curve,
+        "samples": samples,
+        "command": command,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": __import__("transformers").__version__,
+            "tokenizers": __import__("tokenizers").__version__,
+        },
+        "machine": f"{platform.machine()}, {cfg.threads} CPU threads",
+    }
+    weights = out / "model.safetensors"
+    info["weights_mb"] = round(weights.stat().st_size / 1e6, 2)
+    (out / "build_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    (out / "README.md").write_text(model_card(info), encoding="utf-8")
+    log(f"wrote {out} in {info['total_minutes']:.1f} min")
+    return info
+
+
+def model_card(info: dict) -> str:
+    """The model card (README.md) with the numbers measured by this build."""
+    cfg = info["config"]
+    curve_rows = "\n".join(
+        f"| {p['step']} | {p['train_loss']:.3f} | {p['heldout_loss']:.3f} | {p['minutes']:.1f} |"
+        for p in info["curve"]
+    )
+    samples = "\n".join(f"- {s}" for s in info["samples"])
+    return f"""# tiny-gpt2: prefixlab's embedded default
+
+A small GPT-2, trained from scratch by this project, so that the whole lab runs offline on a
+laptop CPU: tuning a prefix or a soft prompt for a few hundred steps takes seconds.
+`prefixlab.load_model("tiny")` loads it from this folder with no network.
+
+## Architecture
+
+| | |
+|---|---|
+| type | GPT-2 (`GPT2LMHeadModel`, transformers), tied input/output embeddings |
+| layers x width | {cfg["n_layer"]} x {cfg["n_embd"]}, {cfg["n_head"]} heads of {cfg["n_embd"] // cfg["n_head"]} |
+| context | {cfg["n_positions"]} positions (a prefix or soft prompt of length P uses P of them) |
+| parameters | {info["n_params"]:,} |
+| tokenizer | byte-level BPE trained with `tokenizers`, {info["vocab_size"]:,} tokens; `<|endoftext|>` is bos, eos and pad |
+| weights | `model.safetensors`, float32, {info["weights_mb"]} MB |
+
+## Training data
+
+{info["corpus_sentences"]:,} restaurant descriptions ({info["corpus_tokens"]:,} tokens) made by
+`prefixlab.data.synthetic_sentences(n, seed={cfg["seed"]})`: this project's own generator
+(invented names, many sentence plans, synonyms, aggregation and negation). Every description
+realizes an MR of the *training* split; no validation or test MR is realized in the corpus.
+**No meaning representation appears in the text**: the model has never seen `name[...]`,
+brackets or the `||` separator, so conditioning on the table has to be learned by the tuning
+methods. Each text is preceded by a space and followed by `<|endoftext|>`, as targets are in
+`prefixlab.data.encode_for_training`.
+
+Held-out text: {info["heldout_references"]} references ({info["heldout_tokens"]:,} tokens) of
+{cfg["n_heldout_mrs"]} validation-split MRs, never seen in training.
+
+## Training
+
+Language modelling on random windows of {cfg["block_size"]} tokens, batch {cfg["batch_size"]},
+{cfg["steps"]:,} steps ({info["tokens_seen"]:,} tokens seen), AdamW (betas 0.9/0.95, weight decay
+{cfg["weight_decay"]}), learning rate {cfg["lr"]} with {cfg["warmup"]} warmup steps then cosine
+decay to a tenth, gradient clipping 1.0, seed {cfg["seed"]}, {cfg["threads"]} CPU threads.
+
+| step | train loss | held-out loss | minutes |
+|---:|---:|---:|---:|
+{curve_rows}
+
+Final loss in nats/token (eval mode, {cfg["eval_batches"]} batches of windows):
+**train {info["final_train_loss"]:.3f}, held-out {info["final_heldout_loss"]:.3f}**; a uniform
+guess over the vocabulary scores ln({info["vocab_size"]}) = {info["uniform_loss"]:.2f}.
+Training took {info["train_minutes"]:.1f} minutes wall clock ({info["total_minutes"]:.1f} in all,
+{info.get("cpu_minutes", "?")} CPU minutes) on {info["machine"]} (torch
+{info["versions"]["torch"]}, transformers {info["versions"]["transformers"]}); the 5-minute load
+average at the end was {info.get("load_average", "?")}, (above {cfg["threads"]} means other jobs
+shared the CPU and stretched the wall-clock time).
+
+Samples (top-k 20, after `<|endoftext|>`; the model invents the facts, it has no table):
+
+{samples}
+
+## Rebuild
+
+```
+{info["command"]}
+```
+
+The build is seeded; on another CPU or library version the numbers can differ in the last
+digits. `--quick` makes a seconds-long smoke build into a temporary folder.
+
+## Limits
+
+- It knows only this project's synthetic restaurant language: the names, landmarks and
+  phrasings of `prefixlab.data`. It is not a general language model, and its text on any
+  other topic is nonsense. Real E2E references use words it has never seen.
+- Alone it ignores any MR: it was never trained to read one. That is the point — the
+  tuning methods must learn it — so do not read its unconditioned samples as a baseline
+  quality.
+- Findings at this scale need not hold for large models (prompt tuning in particular is
+  known to close the gap only at billions of parameters).
+- English only; no safety training; for teaching and tests, not for deployment.
+
+## Tuning evidence
+
+Produced by `scripts/evaluate_tiny_model.py` (prefix tuning vs prompt tuning on this frozen
+model); not measured yet.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default data/tiny-gpt2)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="seconds-long smoke build (temp folder)"
+    )
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--n-sentences", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    overrides = dict(QUICK) if args.quick else {}
+    for key in ("steps", "n_sentences", "seed", "threads"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    cfg = BuildConfig(**overrides)
+    if args.out is not None:
+        out = args.out
+    elif args.quick:
+        out = Path(tempfile.mkdtemp(prefix="tiny-gpt2-quick-"))
+    else:
+        out = REPO / "data" / "tiny-gpt2"
+    flags = [
+        f"--{key.replace('_', '-')} {getattr(args, key)}"
+        for key in ("steps", "n_sentences", "seed", "threads")
+        if getattr(args, key) is not None
+    ]
+    command = " ".join(
+        ["python scripts/build_tiny_model.py", *(["--quick"] if args.quick else []), *flags]
+    )
+    build(cfg, out, command=command, log=lambda m: print(m, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
