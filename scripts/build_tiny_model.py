@@ -387,8 +387,9 @@ digits. `--quick` makes a seconds-long smoke build into a temporary folder.
 
 ## Tuning evidence
 
-Produced by `scripts/evaluate_tiny_model.py` (prefix tuning vs prompt tuning on this frozen
-model); not measured yet.
+<!-- tuning-evidence -->
+Not measured yet: run `python scripts/evaluate_tiny_model.py`.
+<!-- /tuning-evidence -->
 """
 
 
