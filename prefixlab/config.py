@@ -1,0 +1,362 @@
+"""Training and run configurations: validated dataclasses and three named presets.
+
+    from prefixlab.config import FAST, CPU, GPU, active_preset
+
+    cfg = active_preset()                          # FAST under nbval/CI, else CPU
+    cfg = cfg.with_(method="prefix+mlp", lr=3e-3)  # override any field by keyword
+    cfg.train.steps, cfg.prefix_length             # training fields live in cfg.train
+
+A `TrainConfig` says how to optimise (steps, batch, learning-rate schedule, clipping, when to
+validate). A `RunConfig` says what to train (method, prefix length, model, data) and holds a
+`TrainConfig`. Both are frozen, so a config can key the on-disk cache (see train.py), and both
+check every field when built, raising a ValueError that says how to fix the call.
+
+Presets (env var PREFIXLAB_PRESET picks one for `active_preset()`):
+
+- FAST: tens of steps, a few seconds per run; nbval and CI.
+- CPU: a few hundred steps, about 20 s to 2 min per run on the embedded tiny model.
+- GPU: gpt2-size models on a Colab GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+from dataclasses import dataclass, field, fields
+
+SCHEDULES = ("linear", "cosine", "constant")
+METHODS = ("none", "prompt", "prefix", "prefix+mlp", "lora", "full")
+PREFIX_INITS = ("random", "zero", "vocab", "text")
+PROMPT_INITS = ("random", "vocab", "text", "mean")
+EVAL_SPLITS = ("validation", "test")
+PRESET_ENV = "PREFIXLAB_PRESET"
+
+# Peak learning rates that work on the embedded tiny model (REFERENCE.md and our own runs).
+# Direct prefixes and soft prompts want rates far above the paper's 5e-5; the MLP form a
+# smaller one. Used when TrainConfig.lr is None.
+DEFAULT_LR = {
+    "prompt": 3e-2,
+    "prefix": 3e-2,
+    "prefix+mlp": 3e-3,
+    "lora": 3e-3,
+    "full": 5e-4,
+    "none": 0.0,
+}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require_int(name: str, value, *, low: int, hint: str = "", allow_none: bool = False):
+    if allow_none and value is None:
+        return
+    if not _is_int(value) or value < low:
+        extra = f" {hint}" if hint else ""
+        none = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be an int >= {low}{none}, got {value!r}.{extra}")
+
+
+def _require_choice(name: str, value, choices, hint: str = ""):
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        extra = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}.{extra}{hint}")
+
+
+def _unknown_field(cls, key: str, valid) -> ValueError:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    extra = f" Did you mean {close[0]!r}?" if close else ""
+    return ValueError(f"{cls.__name__} has no field {key!r}.{extra} Fields: {', '.join(valid)}.")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to optimise: AdamW, warmup then decay, optional clipping, periodic validation."""
+
+    steps: int = 300  # optimizer updates
+    batch_size: int = 16  # (mr, text) pairs per update
+    lr: float | None = None  # peak learning rate; None = DEFAULT_LR of the method
+    weight_decay: float = 0.0  # AdamW decoupled decay (0: do not pull prefixes towards zero)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW moment decay rates
+    warmup_steps: int | None = None  # linear warmup length; None = warmup_ratio * steps
+    warmup_ratio: float = 0.06  # used when warmup_steps is None
+    schedule: str = "linear"  # after warmup: "linear" or "cosine" decay, or "constant"
+    min_lr_ratio: float = 0.0  # decay floor, as a fraction of the peak
+    clip_grad_norm: float | None = 1.0  # max global gradient norm; None = no clipping
+    eval_every: int | None = 50  # validate every n steps (also before step 1 and at the end)
+    eval_batches: int | None = None  # validation batches per evaluation; None = all
+    eval_batch_size: int | None = None  # None = batch_size
+    seed: int = 0  # seeds batch order, adapter init and everything random in a run
+    max_length: int = 128  # longest (source + text) in tokens; longer pairs are skipped
+
+    def __post_init__(self):
+        _require_int("steps", self.steps, low=1, hint="Try 300 (CPU) or 30 (FAST).")
+        _require_int("batch_size", self.batch_size, low=1, hint="Try 16.")
+        if self.lr is not None and (not _is_number(self.lr) or self.lr <= 0):
+            raise ValueError(
+                f"lr must be a positive number or None (the method's default), got {self.lr!r}. "
+                "Try 3e-2 for direct prefixes and soft prompts, 3e-3 for the MLP."
+            )
+        if not _is_number(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}.")
+        betas = self.betas
+        if (
+            not isinstance(betas, (tuple, list))
+            or len(betas) != 2
+            or not all(_is_number(b) and 0 <= b < 1 for b in betas)
+        ):
+            raise ValueError(
+                f"betas must be two numbers in [0, 1), got {betas!r}; try (0.9, 0.999)."
+            )
+        object.__setattr__(self, "betas", tuple(float(b) for b in betas))
+        _require_int("warmup_steps", self.warmup_steps, low=0, allow_none=True)
+        if self.warmup_steps is not None and self.warmup_steps >= self.steps:
+            raise ValueError(
+                f"warmup_steps={self.warmup_steps} leaves no steps after warmup (steps="
+                f"{self.steps}); choose warmup_steps < steps, e.g. {self.steps // 10}."
+            )
+        if not _is_number(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
+            raise ValueError(
+                f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}; try 0.06."
+            )
+        _require_choice("schedule", self.schedule, SCHEDULES)
+        if not _is_number(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}.")
+        if self.clip_grad_norm is not None and (
+            not _is_number(self.clip_grad_norm) or self.clip_grad_norm <= 0
+        ):
+            raise ValueError(
+                f"clip_grad_norm must be a positive number, or None to switch clipping off; "
+                f"got {self.clip_grad_norm!r}."
+            )
+        _require_int(
+            "eval_every", self.eval_every, low=1, allow_none=True, hint="None = only at the end."
+        )
+        _require_int("eval_batches", self.eval_batches, low=1, allow_none=True, hint="None = all.")
+        _require_int("eval_batch_size", self.eval_batch_size, low=1, allow_none=True)
+        _require_int("seed", self.seed, low=0)
+        _require_int("max_length", self.max_length, low=8, hint="Try 128.")
+
+    @property
+    def n_warmup(self) -> int:
+        """Warmup length in steps (warmup_steps, else round(warmup_ratio * steps))."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return min(int(round(self.warmup_ratio * self.steps)), self.steps - 1)
+
+    def lr_at(self, step: int, peak: float | None = None) -> float:
+        """Learning rate of update `step` (1-based): linear warmup, then the schedule's decay.
+
+        Warmup climbs to the peak over `n_warmup` steps (step 1 uses peak / n_warmup); decay
+        then goes from the peak to `min_lr_ratio * peak` at the last step.
+        """
+        peak = self.lr if peak is None else peak
+        if peak is None:
+            raise ValueError("lr is None: pass peak=..., or set lr (see DEFAULT_LR).")
+        warmup = self.n_warmup
+        if step <= warmup:
+            return peak * step / warmup
+        if self.schedule == "constant":
+            return peak
+        progress = (step - warmup - 1) / max(1, self.steps - warmup - 1)  # 0 .. 1
+        progress = min(max(progress, 0.0), 1.0)
+        if self.schedule == "linear":
+            factor = 1.0 - progress
+        else:
+            factor = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return peak * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * factor)
+
+    def with_(self, **changes) -> TrainConfig:
+        """A copy with some fields changed (validated again)."""
+        valid = [f.name for f in fields(self)]
+        for key in changes:
+            if key not in valid:
+                raise _unknown_field(type(self), key, valid)
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One experiment: which method on which model and data, trained with `train`.
+
+    method is one of:
+        "none"        nothing trained (the frozen model reads the MR cold)
+        "prompt"      prompt tuning, P soft input embeddings
+        "prefix"      prefix tuning, keys/values optimised directly
+        "prefix+mlp"  prefix tuning through the MLP reparameterization (Li & Liang)
+        "lora"        LoRA of rank lora_rank on the attention projections
+        "full"        full fine-tuning of a copy of the model
+    """
+
+    method: str = "prefix"
+    prefix_length: int = 10  # P, for "prompt", "prefix" and "prefix+mlp"
+    init: str = "random"  # adapter init (prefix: random/zero/vocab/text; prompt: +mean, no zero)
+    init_text: str | None = None  # for init="text"
+    mlp_hidden: int = 512  # hidden width of the prefix MLP (512 in the paper)
+    lora_rank: int = 8  # r, for "lora"
+    lora_alpha: float = 16.0  # LoRA scale is lora_alpha / lora_rank
+    model: str = "tiny"  # load_model name: "tiny", a hub id such as "gpt2", or a folder
+    data: str = "synthetic"  # load_e2e source: "synthetic", a CSV path, a folder, ...
+    n_train_mrs: int | None = None  # low-data runs: this many training MRs; None = all
+    n_val_mrs: int | None = 50  # validation MRs for the validation loss; None = all
+    eval_mrs: int = 30  # held-out MRs to generate for (BLEU, slot errors); 0 = skip
+    eval_split: str = "validation"  # where the held-out MRs come from
+    num_beams: int = 1  # 1 = greedy decoding
+    max_new_tokens: int = 64  # generation budget per MR
+    data_seed: int = 0  # picks the MR subsets; fixed while the run seed varies
+    device: str | None = None  # None = "cuda" when available, else "cpu"
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        _require_choice(
+            "method",
+            self.method,
+            METHODS,
+            " Prefix tuning through the MLP is method='prefix+mlp'.",
+        )
+        _require_int("prefix_length", self.prefix_length, low=1, hint="Try 10.")
+        inits = PROMPT_INITS if self.method == "prompt" else PREFIX_INITS
+        if self.method in ("prompt", "prefix", "prefix+mlp"):
+            _require_choice(f"init (for method={self.method!r})", self.init, inits)
+        if self.init == "text" and not (isinstance(self.init_text, str) and self.init_text):
+            raise ValueError(
+                "init='text' needs init_text, e.g. init_text='Describe the restaurant:'."
+            )
+        _require_int("mlp_hidden", self.mlp_hidden, low=1, hint="512 in the paper.")
+        _require_int("lora_rank", self.lora_rank, low=1, hint="Try 8.")
+        if not _is_number(self.lora_alpha) or self.lora_alpha <= 0:
+            raise ValueError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}.")
+        for name in ("model", "data"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
+        _require_int("n_train_mrs", self.n_train_mrs, low=1, allow_none=True, hint="None = all.")
+        _require_int("n_val_mrs", self.n_val_mrs, low=1, allow_none=True, hint="None = all.")
+        _require_int("eval_mrs", self.eval_mrs, low=0, hint="0 skips generation.")
+        _require_choice("eval_split", self.eval_split, EVAL_SPLITS)
+        _require_int("num_beams", self.num_beams, low=1, hint="1 = greedy.")
+        _require_int("max_new_tokens", self.max_new_tokens, low=1)
+        _require_int("data_seed", self.data_seed, low=0)
+        if self.device is not None and not isinstance(self.device, str):
+            raise ValueError("device must be a string such as 'cpu' or 'cuda', or None.")
+        if not isinstance(self.train, TrainConfig):
+            raise ValueError(
+                f"train must be a TrainConfig, got {type(self.train).__name__}; "
+                "override training fields with cfg.with_(steps=..., lr=...)."
+            )
+
+    # -- derived --------------------------------------------------------------------------
+    @property
+    def adapter_method(self) -> str:
+        """'prefix' for both prefix variants, else the method itself."""
+        return "prefix" if self.method.startswith("prefix") else self.method
+
+    @property
+    def reparam(self) -> str:
+        """'mlp' for method 'prefix+mlp', else 'none'."""
+        return "mlp" if self.method == "prefix+mlp" else "none"
+
+    @property
+    def uses_prefix_length(self) -> bool:
+        return self.method in ("prompt", "prefix", "prefix+mlp")
+
+    @property
+    def lr(self) -> float:
+        """The peak learning rate this run uses (train.lr, else DEFAULT_LR[method])."""
+        return self.train.lr if self.train.lr is not None else DEFAULT_LR[self.method]
+
+    def resolved(self) -> RunConfig:
+        """The same run with every default made explicit (lr filled in); keys the cache."""
+        if self.method == "none" or self.train.lr is not None:
+            return self
+        return dataclasses.replace(self, train=self.train.with_(lr=DEFAULT_LR[self.method]))
+
+    def with_(self, **changes) -> RunConfig:
+        """A copy with fields changed; training fields (steps, lr, seed, ...) may be given here
+        too and go to `train`. Raises ValueError for an unknown field, naming the close ones.
+        """
+        mine = [f.name for f in fields(self)]
+        theirs = [f.name for f in fields(TrainConfig)]
+        top, sub = {}, {}
+        for key, value in changes.items():
+            if key in mine:
+                top[key] = value
+            elif key in theirs:
+                sub[key] = value
+            else:
+                raise _unknown_field(type(self), key, mine + theirs)
+        train = top.pop("train", self.train)
+        if sub:
+            if not isinstance(train, TrainConfig):
+                raise ValueError("train must be a TrainConfig.")
+            train = train.with_(**sub)
+        return dataclasses.replace(self, train=train, **top)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        data = dict(data)
+        train = data.pop("train", {}) or {}
+        if "betas" in train:
+            train = {**train, "betas": tuple(train["betas"])}
+        return cls(train=TrainConfig(**train), **data)
+
+    def flat(self) -> dict:
+        """One level: run fields, then training fields (for table rows)."""
+        out = {k: v for k, v in self.to_dict().items() if k != "train"}
+        out.update({k: v for k, v in dataclasses.asdict(self.train).items()})
+        out["lr"] = self.lr
+        out["betas"] = list(self.train.betas)
+        return out
+
+
+FAST = RunConfig(
+    n_train_mrs=40,
+    n_val_mrs=10,
+    eval_mrs=4,
+    max_new_tokens=40,
+    train=TrainConfig(steps=30, batch_size=8, eval_every=10, eval_batches=2, warmup_ratio=0.1),
+)
+CPU = RunConfig(
+    n_train_mrs=None,
+    n_val_mrs=50,
+    eval_mrs=30,
+    train=TrainConfig(steps=300, batch_size=16, eval_every=50),
+)
+GPU = RunConfig(
+    model="gpt2",
+    n_train_mrs=None,
+    n_val_mrs=None,
+    eval_mrs=100,
+    num_beams=5,
+    max_new_tokens=80,
+    train=TrainConfig(steps=2000, batch_size=16, eval_every=200, eval_batches=20),
+)
+PRESETS = {"fast": FAST, "cpu": CPU, "gpu": GPU}
+
+
+def preset(name: str) -> RunConfig:
+    """The preset called `name` ("fast", "cpu" or "gpu"; case-insensitive)."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; choose one of {tuple(PRESETS)}.")
+    return PRESETS[key]
+
+
+def active_preset(default: str = "cpu") -> RunConfig:
+    """The preset named by $PREFIXLAB_PRESET ("fast" under nbval/CI), else `default`."""
+    name = os.environ.get(PRESET_ENV, "").strip() or default
+    try:
+        return preset(name)
+    except ValueError as err:
+        raise ValueError(f"${PRESET_ENV}={name!r}: {err}") from None

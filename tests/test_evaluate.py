@@ -1,0 +1,269 @@
+"""Evaluation: BLEU and slot errors on hand-made cases with known answers; loss and generation."""
+
+from __future__ import annotations
+
+import math
+import string
+
+import pytest
+import torch
+from torch import nn
+
+from prefixlab.adapted import AdaptedModel
+from prefixlab.data import encode_for_training, synthetic_e2e
+from prefixlab.evaluate import (
+    corpus_bleu,
+    evaluate,
+    family_polarity,
+    generate_texts,
+    samples_table,
+    slot_error_rate,
+    slot_errors,
+    validation_loss,
+)
+from prefixlab.prefix import PrefixTuning
+from prefixlab.prompt import PromptTuning
+
+
+def char_tokenizer():
+    """One token per character (77 ids, fits the fixtures' vocabulary of 97); pad 0, bos 1, eos 2."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = string.ascii_letters + string.digits + " .,[]|'-£!?"
+    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3}
+    vocab.update({c: i + 4 for i, c in enumerate(chars)})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
+        unk_token="<unk>",
+    )  # fmt: skip
+
+
+# -- BLEU ------------------------------------------------------------------------------------
+
+
+def test_bleu_known_value():
+    # n-gram precisions 5/6, 3/5, 2/4, 1/3 and equal lengths (no brevity penalty).
+    bleu = corpus_bleu(["the cat sat on the mat"], [["the cat sat on a mat"]])
+    expected = 100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25
+    assert bleu == pytest.approx(expected, abs=0.01)
+
+
+def test_bleu_takes_the_best_of_several_references():
+    hyps = ["the cat sat on the mat", "a dog ran in the park"]
+    refs = [["a bird flew away", "the cat sat on the mat"], ["a dog ran in the park"]]
+    assert corpus_bleu(hyps, refs) == pytest.approx(100.0)
+    # the order of references does not matter, and unequal counts per hypothesis are fine
+    assert corpus_bleu(hyps, [refs[0][::-1], refs[1]]) == pytest.approx(100.0)
+
+
+def test_bleu_disjoint_is_zero():
+    assert corpus_bleu(["x y z w"], [["a b c d"]]) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    "hyps, refs, match",
+    [
+        (["a"], [["a"], ["b"]], "one list of references per hypothesis"),
+        (["a"], [[]], "at least one reference"),
+        ([], [], "No hypotheses"),
+        ([3], [["a"]], "must be strings"),
+    ],
+)
+def test_bleu_bad_input(hyps, refs, match):
+    with pytest.raises(ValueError, match=match):
+        corpus_bleu(hyps, refs)
+
+
+# -- slot errors -----------------------------------------------------------------------------
+
+MR = "name[The Eagle], eatType[pub], area[riverside], familyFriendly[no]"
+
+
+@pytest.mark.parametrize(
+    "text, missing, contradicted",
+    [
+        ("The Eagle is a riverside pub. It is not family-friendly.", [], []),
+        ("The Eagle is a bar by the river, for adults only.", [], []),
+        ("The Eagle is a pub in the city centre that welcomes children.", [],
+         ["area", "familyFriendly"]),
+        ("Eagle is a pub.", ["name", "area", "familyFriendly"], []),
+        ("The Eagle, a coffee shop by the river, is not suitable for children.", [],
+         ["eatType"]),
+        ("Children are not welcome at The Eagle, a riverside pub.", [], []),
+    ],
+)  # fmt: skip
+def test_slot_errors_hand_made(text, missing, contradicted):
+    errors = slot_errors(MR, text)
+    assert errors["missing"] == missing
+    assert errors["contradicted"] == contradicted
+
+
+@pytest.mark.parametrize(
+    "mr, text, expected",
+    [
+        ("name[X], customer rating[1 out of 5]", "X is rated 1 out of 5 stars.", "ok"),
+        ("name[X], customer rating[5 out of 5]", "X is rated 1 out of 5 stars.", "contradicted"),
+        ("name[X], customer rating[high]", "X is a highly rated place.", "ok"),
+        ("name[X], customer rating[high]", "X has a low customer rating.", "contradicted"),
+        ("name[X], priceRange[£20-25]", "Meals at X cost between £20 and £25.", "ok"),
+        ("name[X], priceRange[£20-25]", "Meals at X cost under £20.", "contradicted"),
+        ("name[X], priceRange[cheap]", "X is a place.", "missing"),
+        ("name[X], food[English]", "X serves British food.", "ok"),
+        ("name[X], food[Italian]", "X serves French food.", "contradicted"),
+        ("name[X], familyFriendly[yes]", "X is not far from the park and is kid friendly.", "ok"),
+    ],
+)
+def test_closed_slot_values(mr, text, expected):
+    errors = slot_errors(mr, text)
+    slot = mr.split(", ")[1].split("[")[0]
+    verdict = next((k for k in ("missing", "contradicted") if slot in errors[k]), "ok")
+    assert verdict == expected
+
+
+def test_added_slots_and_names_do_not_count():
+    # "River" in the name and "Café" in the landmark are blanked before closed slots are checked
+    errors = slot_errors("name[River Bar], near[Café Rouge]", "River Bar is near Café Rouge.")
+    assert errors == {"missing": [], "contradicted": [], "added": []}
+    errors = slot_errors("name[X]", "X is a cheap Italian pub.")
+    assert errors["added"] == ["eatType", "food", "priceRange"]
+
+
+def test_family_polarity():
+    assert family_polarity("It is family friendly.") == [True]
+    assert family_polarity("It is non-family-friendly.") == [False]
+    assert family_polarity("It is not cheap, but kids are welcome.") == [True]
+    assert family_polarity("Kids aren't welcome.") == [False]
+    assert family_polarity("No mention here.") == []
+
+
+def test_slot_error_rate_counts():
+    mrs = ["name[A], area[riverside], eatType[pub]", "name[B], food[Chinese]"]
+    texts = ["A is a pub in the city centre.", "C serves Chinese food."]
+    result = slot_error_rate(mrs, texts)
+    assert result["slots"] == 5
+    assert result["contradicted"] == 1  # area
+    assert result["missing"] == 1  # name B
+    assert result["slot_error_rate"] == pytest.approx(2 / 5)
+    assert result["texts_with_errors"] == 2
+
+
+def test_synthetic_references_have_no_slot_errors():
+    data = synthetic_e2e("validation", n_mrs=40, refs_per_mr=3, seed=7)
+    mrs, refs = zip(*data.pairs, strict=True)
+    result = slot_error_rate(mrs, refs)
+    assert (result["missing"], result["contradicted"], result["added"]) == (0, 0, 0)
+
+
+def test_slot_error_rate_bad_input():
+    with pytest.raises(ValueError, match="one text per MR"):
+        slot_error_rate(["name[A]"], [])
+    with pytest.raises(ValueError, match="Unknown slot"):
+        slot_errors("colour[red]", "red")
+
+
+# -- samples table ---------------------------------------------------------------------------
+
+
+def test_samples_table():
+    mrs = ["name[A], area[riverside]", "name[B]"]
+    table = samples_table(
+        mrs,
+        {"prefix": ["A is by the river.", "B."], "prompt": ["A is central.", "C."]},
+        references=[["A is by the river.", "x"], "B is nice."],
+        mark_errors=True,
+    )
+    assert list(table.columns) == [
+        "mr", "reference", "prefix", "prefix errors", "prompt", "prompt errors",
+    ]  # fmt: skip
+    assert table["reference"].tolist() == ["A is by the river.", "B is nice."]
+    assert table["prefix errors"].tolist() == ["", ""]
+    assert table["prompt errors"].tolist() == ["contradicted area", "missing name"]
+    with pytest.raises(ValueError, match="has 1 texts for 2 MRs"):
+        samples_table(mrs, {"x": ["only one"]})
+
+
+# -- loss and generation on the tiny random fixtures ------------------------------------------
+
+PAIRS = [("name[A], area[riverside]", "A is by the river."), ("name[Bee]", "Bee is a pub."),
+         ("name[C], food[Chinese]", "C serves Chinese food.")]  # fmt: skip
+
+
+def adapted_for(model, method):
+    adapter = PrefixTuning(model, 3) if method == "prefix" else PromptTuning(model, 3)
+    return AdaptedModel(model, adapter)
+
+
+def test_validation_loss_is_token_weighted(tiny_model, method):
+    tok = char_tokenizer()
+    encoded = encode_for_training(tok, PAIRS, 60)
+    adapted = adapted_for(tiny_model, method)
+    whole = validation_loss(adapted, encoded, batch_size=3)
+    in_pieces = validation_loss(adapted, encoded, batch_size=2)  # batches of 2 and 1 rows
+    assert in_pieces == pytest.approx(whole, rel=1e-5)
+    with torch.no_grad():
+        direct = adapted(**encoded).loss.item()
+    assert whole == pytest.approx(direct, rel=1e-5)
+    first = validation_loss(adapted, encoded, batch_size=1, max_batches=1)
+    assert first == pytest.approx(validation_loss(adapted, {k: v[:1] for k, v in encoded.items()}))
+
+
+def test_generation_batched_equals_one_by_one(tiny_model, method):
+    tok = char_tokenizer()
+    adapted = adapted_for(tiny_model, method)
+    mrs = [mr for mr, _ in PAIRS]
+    together = generate_texts(adapted, tok, mrs, max_new_tokens=6, batch_size=3)
+    alone = generate_texts(adapted, tok, mrs, max_new_tokens=6, batch_size=1)
+    assert together == alone
+    beams = generate_texts(adapted, tok, mrs, max_new_tokens=6, num_beams=3, batch_size=2)
+    assert len(beams) == 3 and all(isinstance(t, str) for t in beams)
+
+
+class _Scripted(nn.Module):
+    """Stands in for an AdaptedModel whose generate appends fixed tokens to every prompt."""
+
+    def __init__(self, new_tokens):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.new_tokens = torch.tensor(new_tokens)
+
+    def generate(self, input_ids, attention_mask, **kwargs):
+        tail = self.new_tokens.expand(input_ids.shape[0], -1)
+        return torch.cat([input_ids, tail], dim=1)
+
+
+def test_generation_strips_prompt_and_cuts_at_eos():
+    tok = char_tokenizer()
+    ids = tok(" Hi there", add_special_tokens=False)["input_ids"]
+    scripted = _Scripted(ids + [tok.eos_token_id] + ids)
+    texts = generate_texts(scripted, tok, ["name[A]", "name[Longer]"], max_new_tokens=30)
+    assert texts == ["Hi there", "Hi there"]
+
+
+def test_generation_checks_the_context(tiny_model):
+    tok = char_tokenizer()
+    with pytest.raises(ValueError, match="max_new_tokens <="):
+        generate_texts(adapted_for(tiny_model, "prefix"), tok, ["name[A]"], max_new_tokens=60)
+    with pytest.raises(ValueError, match="num_beams must be an int >= 1"):
+        generate_texts(adapted_for(tiny_model, "prefix"), tok, ["name[A]"], num_beams=0)
+
+
+def test_evaluate_combines_everything(tiny_model):
+    tok = char_tokenizer()
+    adapted = adapted_for(tiny_model, "prefix")
+    refs = {mr: [ref] for mr, ref in PAIRS}
+    result = evaluate(adapted, tok, refs, encoded=encode_for_training(tok, PAIRS, 60),
+                      max_new_tokens=5)  # fmt: skip
+    assert result["mrs"] == list(refs) and len(result["texts"]) == 3
+    assert math.isfinite(result["val_loss"]) and 0 <= result["bleu"] <= 100
+    assert 0 <= result["slot_error_rate"] <= 1 and result["slots"] == 5
+    with pytest.raises(ValueError, match="references must be"):
+        evaluate(adapted, tok, [])
+
+
+def test_validation_loss_bad_input(tiny_model):
+    with pytest.raises(ValueError, match="encode_for_training"):
+        validation_loss(adapted_for(tiny_model, "prefix"), {"input_ids": torch.ones(1, 2)})
