@@ -196,10 +196,22 @@ def _global_norm(params: Sequence[nn.Parameter]) -> float:
     return float(torch.linalg.vector_norm(norms))
 
 
+def progress_enabled(requested: bool = True) -> bool:
+    """Progress bars unless switched off here or by $PREFIXLAB_PROGRESS=0.
+
+    The committed notebooks are executed with PREFIXLAB_PROGRESS=0: a saved progress-bar
+    widget would show on GitHub as a bar frozen at 0%.
+    """
+    return bool(requested) and os.environ.get("PREFIXLAB_PROGRESS", "1").strip() != "0"
+
+
 def _progress_bar(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=desc, leave=False, dynamic_ncols=True)
+    return tqdm(
+        total=total, disable=not progress_enabled(enabled), desc=desc, leave=False,
+        dynamic_ncols=True,
+    )  # fmt: skip
 
 
 def train(
@@ -989,7 +1001,10 @@ def run_grid(
     base = active_preset() if base is None else base
     configs = grid_configs(base, **axes)
     rows, histories = [], {}
-    bar = tqdm(configs, disable=not progress or len(configs) < 2, desc="grid", dynamic_ncols=True)
+    bar = tqdm(
+        configs, disable=not progress_enabled(progress) or len(configs) < 2, desc="grid",
+        dynamic_ncols=True,
+    )  # fmt: skip
     try:
         for config in bar:
             row, history, _ = run_experiment(

@@ -459,3 +459,12 @@ def test_fast_preset_on_the_tiny_model_learns(tmp_path, monkeypatch):
     row, history, _ = run_experiment(FAST.with_(method="prefix", eval_mrs=2), progress=False)
     assert history.stopped_reason == "completed"
     assert history.val_loss[-1] < history.val_loss[0] - 0.1
+
+
+def test_progress_can_be_switched_off_by_environment(monkeypatch):
+    from prefixlab.train import progress_enabled
+
+    assert progress_enabled(True)
+    assert not progress_enabled(False)
+    monkeypatch.setenv("PREFIXLAB_PROGRESS", "0")
+    assert not progress_enabled(True)
