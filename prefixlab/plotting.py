@@ -760,7 +760,24 @@ def _text_color(rgba) -> str:
     return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.5 else "#1a1a1a"
 
 
-def _draw_heatmap(ax, values, *, vmax, annotate, xticklabels=None, xlabel="head", ylabel="layer"):
+# Tick labels on every cell up to this many columns; beyond it, a thinned integer axis.
+MAX_TICK_LABELS = 32
+# Token labels (rotated 45 degrees) stay readable down to about 0.19 in per cell: 48 cells in the
+# 9-inch width that `plot_token_attention` uses at most.
+MAX_TOKEN_LABELS = 48
+
+
+def _draw_heatmap(
+    ax,
+    values,
+    *,
+    vmax,
+    annotate,
+    xticklabels=None,
+    xlabel="head",
+    ylabel="layer",
+    max_xlabels=MAX_TICK_LABELS,
+):
     """Annotated [rows, columns] heatmap with white gaps between cells; returns the image."""
     rows, cols = values.shape
     cmap = matplotlib.colormaps[HEATMAP_CMAP].with_extremes(bad="#f2f2f2")
@@ -785,9 +802,9 @@ def _draw_heatmap(ax, values, *, vmax, annotate, xticklabels=None, xlabel="head"
             ax.text(j, i, text, ha="center", va="center", fontsize=size, color=color)
     ax.set_xticks(np.arange(cols), xticklabels if xticklabels is not None else None)
     ax.set_yticks(np.arange(rows))
-    if cols > 32:
+    if cols > max_xlabels:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    if rows > 32:
+    if rows > MAX_TICK_LABELS:
         ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xticks(np.arange(cols + 1) - 0.5, minor=True)
     ax.set_yticks(np.arange(rows + 1) - 0.5, minor=True)
@@ -829,6 +846,7 @@ def plot_attention_heatmap(
     vmax: float | None = None,
     annotate: bool | None = None,
     ax: Axes | None = None,
+    colorbar_label: str = MASS_LABEL,
 ) -> Figure:
     """Attention mass on the prefix per layer and head, annotated, with a colour bar.
 
@@ -837,6 +855,8 @@ def plot_attention_heatmap(
         vmax: top of the colour scale (default: the largest value; pass 1.0 for absolute).
         annotate: write the value in each cell (default: when cells are big enough to read).
         ax: draw into this Axes (its figure gets the colour bar) instead of a new figure.
+        colorbar_label: what the values are (another share of attention, e.g. the mass on the
+            first token from `prefixlab.attention.sink_attention_mass`).
     Returns:
         Figure: the heatmap Axes plus a colour-bar Axes.
     """
@@ -845,7 +865,7 @@ def plot_attention_heatmap(
         width, height = _cell_size(*values.shape)
         fig, ax = _own_axes(ax, (width + 1.6, height + 1.0))
         image = _draw_heatmap(ax, values, vmax=_vmax([values], vmax), annotate=annotate)
-        _colorbar(fig, image, ax)
+        _colorbar(fig, image, ax, colorbar_label)
         ax.set_title(title)
     return fig
 
@@ -856,11 +876,13 @@ def plot_attention_grid(
     title: str,
     vmax: float | None = None,
     annotate: bool | None = None,
+    colorbar_label: str = MASS_LABEL,
 ) -> Figure:
     """Side-by-side `plot_attention_heatmap` panels on one shared colour scale.
 
     Args:
         masses: label -> [layers, heads] (e.g. {"prefix": ..., "prompt": ...}).
+        colorbar_label: what the values are (as in `plot_attention_heatmap`).
     Returns:
         Figure with one Axes per label plus one shared colour-bar Axes.
     """
@@ -883,7 +905,7 @@ def plot_attention_grid(
             ax.set_title(method_label(label), fontsize=11.5, color=method_color(label))
             if same_shape and ax is not axes[0, 0]:
                 ax.set_ylabel("")
-        _colorbar(fig, image, list(axes[0]))
+        _colorbar(fig, image, list(axes[0]), colorbar_label)
         _suptitle(fig, title)
     return fig
 
@@ -933,6 +955,7 @@ def plot_token_attention(
             annotate=annotate,
             xticklabels=[_token_text(t) for t in tokens],
             xlabel="query token",
+            max_xlabels=MAX_TOKEN_LABELS,
         )
         ax.tick_params(axis="x", labelrotation=45)
         for label in ax.get_xticklabels():

@@ -1,7 +1,7 @@
 """Rewrite the README's notebook index from each notebook's opening paragraph.
 
-    python scripts/sync_readme_index.py          # rewrite README.md
-    python scripts/sync_readme_index.py --check  # exit 1 when the index is out of step
+python scripts/sync_readme_index.py          # rewrite README.md
+python scripts/sync_readme_index.py --check  # exit 1 when the index is out of step
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def main(argv: list[str]) -> int:
     updated = pattern.sub(f"{START}\n{index_table()}\n{END}", readme)
     if "--check" in argv:
         if updated != readme:
-            print("README.md notebook index is out of step: run python scripts/sync_readme_index.py")
+            print(
+                "README.md notebook index is out of step: run python scripts/sync_readme_index.py"
+            )
             return 1
         return 0
     (ROOT / "README.md").write_text(updated)

@@ -356,6 +356,26 @@ def test_attention_grid_shares_one_colour_scale():
     assert fig.get_suptitle() == "grid"
 
 
+def test_attention_heatmaps_name_what_the_colour_bar_shows():
+    default = P.plot_attention_heatmap(MASS, title="m")
+    assert default.axes[1].get_ylabel() == P.MASS_LABEL
+    label = "attention mass on first token"
+    single = P.plot_attention_heatmap(MASS, title="m", colorbar_label=label)
+    assert single.axes[1].get_ylabel() == label
+    grid = P.plot_attention_grid({"none": MASS, "prefix": MASS}, title="g", colorbar_label=label)
+    assert grid.axes[-1].get_ylabel() == label
+
+
+def test_token_attention_labels_every_token_of_a_short_example():
+    n = P.MAX_TOKEN_LABELS
+    tokens = [f"t{i}" for i in range(n)]
+    fig = P.plot_token_attention(RNG.uniform(0, 1, (2, n)), tokens, title="tokens")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == tokens
+    long = [f"t{i}" for i in range(n + 1)]
+    fig = P.plot_token_attention(RNG.uniform(0, 1, (2, n + 1)), long, title="tokens")
+    assert len(fig.axes[0].get_xticks()) < n + 1  # too many to label each: a thinned axis
+
+
 def test_token_attention_labels_tokens_and_escapes_dollars():
     values = RNG.uniform(0, 1, (3, 4))
     tokens = ["The", " $5", "\n", " meal"]

@@ -62,14 +62,26 @@ def test_wheel_ships_the_embedded_data(tmp_path):
 
     pytest.importorskip("setuptools")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
-         "-q", "-w", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(ROOT),
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+        ],
         check=True,
         capture_output=True,
     )
     (wheel,) = tmp_path.glob("prefixlab-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "prefixlab/_embedded/README.md" in names
-    shipped = sorted(p.relative_to(ROOT / "data").as_posix() for p in (ROOT / "data").rglob("*") if p.is_file())
+    shipped = sorted(
+        p.relative_to(ROOT / "data").as_posix() for p in (ROOT / "data").rglob("*") if p.is_file()
+    )
     for rel in shipped:
         assert f"prefixlab/_embedded/{rel}" in names, rel

@@ -1,0 +1,493 @@
+"""The prefix-length lab: ipywidgets controls that retrain on the tiny model and redraw.
+
+    lab = PrefixLengthLab(interactive_config(active_preset()))
+    lab                              # the controls and the figures (last line of a cell)
+    lab.set(prefix_length=20)        # the same as moving the slider (retrains once)
+    lab.show_static()                # the current figures as plain outputs, saved with a notebook
+
+Every change of a control retrains with `prefixlab.train.run_experiment`, so a setting seen
+before comes from its disk cache at once, and then updates together: the trainable-parameter
+count and the context budget (`prefixlab.accounting`), the loss curve, the context-budget
+figure and the attention heatmap (`prefixlab.hooks.attention_report`). Nothing here trains,
+counts or measures by itself.
+
+What a person (or the browser test, tests/test_browser.py) can rely on:
+
+- controls described "prefix length" (IntSlider), "method" (Dropdown: prefix tuning / prompt
+  tuning), "MLP" (Checkbox, prefix tuning only), "steps" (IntSlider) and "learning rate"
+  (FloatLogSlider);
+- an HTML line "trainable parameters: 20,480 (...)" and "context: P=10 uses 10 of 256
+  positions (...), 246 left for tokens";
+- a status line that reads "training…" while a run is going and starts with "done" (or
+  "failed") when the views show the new setting;
+- each figure in its own Output widget under a caption (class "prefixlab-caption") that names
+  what it shows and the prefix length: "loss · ..., P=10, ...", "attention · ..., P=10",
+  "context · P=10".
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import traceback
+import warnings
+
+import numpy as np
+
+from prefixlab.config import DEFAULT_LR, RunConfig, active_preset
+
+METHOD_CHOICES = (("prefix tuning", "prefix"), ("prompt tuning", "prompt"))
+LAB_METHODS = ("prefix", "prefix+mlp", "prompt")
+# interactive_config caps: a retrain should take seconds on a laptop CPU.
+INTERACTIVE_STEPS = 60
+INTERACTIVE_EVAL_MRS = 8
+LR_RANGE = (-4.0, -0.5)  # log10 of the learning-rate slider's ends
+STEPS_RANGE = (10, 500, 10)  # steps slider: min, max, step
+STATUS_CLASS = "prefixlab-status"
+CAPTION_CLASS = "prefixlab-caption"
+
+
+def lab_method(method: str, mlp: bool) -> str:
+    """The RunConfig method of the lab's controls: "prefix" + MLP -> "prefix+mlp"."""
+    if method not in ("prefix", "prompt"):
+        raise ValueError(f"method must be 'prefix' or 'prompt', got {method!r}.")
+    return "prefix+mlp" if method == "prefix" and mlp else method
+
+
+def interactive_config(base: RunConfig | None = None) -> RunConfig:
+    """`base` made light enough to retrain while you watch.
+
+    At most INTERACTIVE_STEPS optimizer steps, INTERACTIVE_EVAL_MRS generated MRs (for BLEU),
+    and validation only at the end unless `eval_every` fits twice into the steps; everything
+    else (batch size, data, model, validation set) stays. The FAST preset is already lighter
+    and comes back unchanged.
+    """
+    base = active_preset() if base is None else base
+    if not isinstance(base, RunConfig):
+        raise ValueError(f"base must be a RunConfig, got {type(base).__name__}.")
+    steps = min(base.train.steps, INTERACTIVE_STEPS)
+    eval_every = base.train.eval_every
+    if eval_every is not None and 2 * eval_every > steps:
+        eval_every = None  # validate once, after the last step
+    return base.with_(
+        steps=steps, eval_every=eval_every, eval_mrs=min(base.eval_mrs, INTERACTIVE_EVAL_MRS)
+    )
+
+
+def trainable_count(model, config: RunConfig) -> int:
+    """Trainable parameters of `config`'s method on `model`, from prefixlab.accounting."""
+    from prefixlab.accounting import parameter_counts
+
+    rows = parameter_counts(model, config.prefix_length, mlp_hidden=config.mlp_hidden)
+    return next(r["trainable"] for r in rows if r["method"] == config.method)
+
+
+def info_html(model, config: RunConfig) -> str:
+    """The lab's accounting line for `config` on `model` (HTML, two lines).
+
+    "trainable parameters: 20,480 (2.13% of the model)" then "context: P=10 uses 10 of 256
+    positions (3.9%), 246 left for tokens". For the MLP the count is what trains; what is
+    kept after training (the materialized prefix) is named after it.
+    """
+    from prefixlab.accounting import context_budget, parameter_counts
+
+    P = config.prefix_length
+    rows = {r["method"]: r for r in parameter_counts(model, P, mlp_hidden=config.mlp_hidden)}
+    row, budget = rows[config.method], context_budget(model, P)
+    share = f"{row['percent_of_base']:.2f}% of the model"
+    if row["stored"] != row["trainable"]:
+        share += f"; {row['stored']:,} kept after training"
+    return (
+        f"trainable parameters: {row['trainable']:,} ({share})<br>"
+        f"context: P={P} uses {P} of {budget['context']:,} positions "
+        f"({budget['percent_used']:.1f}%), {budget['left_for_tokens']:,} left for tokens"
+    )
+
+
+def attention_probe(tokenizer, config: RunConfig, n_examples: int = 8) -> dict:
+    """A fixed attention probe: the first `n_examples` validation MRs, each with its first
+    reference, encoded as in training (so MR and text tokens are the queries).
+
+    Returns:
+        {"input_ids", "attention_mask", "labels"}, each [n_examples, T].
+    """
+    from prefixlab.data import encode_for_training, load_e2e
+
+    grouped = load_e2e(config.data, "validation").grouped()
+    pairs = [(mr, refs[0]) for mr, refs in list(grouped.items())[:n_examples]]
+    if not pairs:
+        raise ValueError(f"The validation split of {config.data!r} is empty.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # over-long pairs are dropped, as in training
+        return encode_for_training(tokenizer, pairs, config.train.max_length, overflow="skip")
+
+
+def prefix_mass_grid(adapted, probe: dict) -> np.ndarray:
+    """Share of attention on the P virtual positions per layer and head, averaged over the
+    probe's real tokens (`prefixlab.hooks.attention_report`). Returns [layers, heads]."""
+    from prefixlab.hooks import attention_report
+
+    with warnings.catch_warnings():
+        # record_attention says once that it switches sdpa to eager while recording; the
+        # lab knows, and a warning raised in a widget callback would land in no cell.
+        warnings.simplefilter("ignore")
+        report = attention_report(adapted, probe["input_ids"], probe["attention_mask"])
+    return report.pivot(index="layer", columns="head", values="prefix_mass").to_numpy()
+
+
+def _fmt_lr(lr: float) -> str:
+    return f"{lr:.1e}"
+
+
+class PrefixLengthLab:
+    """Widgets for prefix length, method, MLP, steps and learning rate, wired to retraining.
+
+    Args:
+        base: the RunConfig every run starts from (default: `interactive_config()` of the
+            active preset, so FAST under nbval and CI). The controls set method,
+            prefix_length, steps and lr; everything else (data, batch, seed, ...) is `base`'s.
+        max_prefix_length: the slider's upper end; lowered so that P plus the longest
+            training row (`base.train.max_length`) fits the model's context.
+        n_attention_examples: validation pairs in the attention probe.
+        auto_run: train (or read from the cache) the initial setting at once.
+
+    Changing the method or the MLP switch moves the learning-rate slider to that method's
+    default rate (`prefixlab.config.DEFAULT_LR`: direct prefixes and soft prompts want
+    rates about ten times those of the MLP); move it afterwards to try another.
+
+    After each run: `row` and `history` (from run_experiment), `adapted` (the trained
+    AdaptedModel), `figures` (name -> matplotlib Figure) and `captions` (name -> text).
+    """
+
+    def __init__(
+        self,
+        base: RunConfig | None = None,
+        *,
+        max_prefix_length: int = 64,
+        n_attention_examples: int = 8,
+        auto_run: bool = True,
+    ):
+        import ipywidgets as W
+
+        from prefixlab.loading import model_dims
+        from prefixlab.train import base_model
+
+        base = interactive_config() if base is None else base
+        if not isinstance(base, RunConfig):
+            raise ValueError(f"base must be a RunConfig, got {type(base).__name__}.")
+        if base.method not in LAB_METHODS:
+            base = base.with_(method="prefix")
+        if isinstance(max_prefix_length, bool) or not isinstance(max_prefix_length, int):
+            raise ValueError(f"max_prefix_length must be an int >= 2, got {max_prefix_length!r}.")
+        if max_prefix_length < 2:
+            raise ValueError(f"max_prefix_length must be an int >= 2, got {max_prefix_length!r}.")
+        if not isinstance(n_attention_examples, int) or n_attention_examples < 1:
+            raise ValueError(
+                f"n_attention_examples must be an int >= 1, got {n_attention_examples!r}."
+            )
+        self.base = base
+        self.model, self.tokenizer = base_model(base)  # frozen, shared with every run
+        context = model_dims(self.model).n_positions
+        room = context - base.train.max_length if context else max_prefix_length
+        if room < 1:
+            raise ValueError(
+                f"The model's context ({context}) leaves no room for a prefix next to rows of "
+                f"max_length={base.train.max_length}; lower max_length."
+            )
+        self.max_prefix_length = min(max_prefix_length, room)
+        self.probe = attention_probe(self.tokenizer, base, n_attention_examples)
+        self.row = self.history = self.adapted = None
+        self.figures: dict = {}
+        self.captions: dict = {}
+        self._previous = None  # (label, history, steps) of the run shown before this one
+        self._muted = False
+
+        style = {"description_width": "110px"}
+        layout = W.Layout(width="380px")
+        self.prefix_length = W.IntSlider(
+            value=min(base.prefix_length, self.max_prefix_length), min=1,
+            max=self.max_prefix_length, description="prefix length", continuous_update=False,
+            style=style, layout=layout,
+        )  # fmt: skip
+        self.method = W.Dropdown(
+            options=METHOD_CHOICES, value=base.adapter_method, description="method",
+            style=style, layout=layout,
+        )  # fmt: skip
+        self.mlp = W.Checkbox(
+            value=base.method == "prefix+mlp", description="MLP", indent=False,
+            layout=W.Layout(margin="2px 0 2px 114px"),
+        )  # fmt: skip
+        low, high, step = STEPS_RANGE
+        self.steps = W.IntSlider(
+            value=base.train.steps, min=min(low, base.train.steps),
+            max=max(high, base.train.steps), step=step,
+            description="steps", continuous_update=False, style=style, layout=layout,
+        )  # fmt: skip
+        self.lr = W.FloatLogSlider(
+            value=base.lr, base=10, min=LR_RANGE[0], max=LR_RANGE[1], step=0.25,
+            readout_format=".1e", description="learning rate", continuous_update=False,
+            style=style, layout=layout,
+        )  # fmt: skip
+        self.info = W.HTML()
+        self.status = W.HTML()
+        self.status.add_class(STATUS_CLASS)
+        self.progress = W.Output(layout=W.Layout(min_width="300px"))
+        self.loss_out = W.Output(layout=W.Layout(min_width="460px"))
+        self.attention_out = W.Output()
+        self.budget_out = W.Output()
+        self._controls = {
+            "prefix_length": self.prefix_length,
+            "method": self.method,
+            "mlp": self.mlp,
+            "steps": self.steps,
+            "lr": self.lr,
+        }
+        controls = W.VBox(
+            [self.prefix_length, self.method, self.mlp, self.steps, self.lr, self.info, self.status]
+        )
+        figures = W.VBox([W.HBox([self.loss_out, self.attention_out]), self.budget_out])
+        self.widget = W.VBox([W.HBox([controls, self.progress]), figures])
+        self.widget.add_class("prefixlab-lab")
+        for control in self._controls.values():
+            control.observe(self._on_change, names="value")
+        self._sync_mlp()
+        if auto_run:
+            self.update()
+
+    # -- state -----------------------------------------------------------------------------
+    def config(self) -> RunConfig:
+        """The RunConfig the controls describe."""
+        return self.base.with_(
+            method=lab_method(self.method.value, self.mlp.value),
+            prefix_length=int(self.prefix_length.value),
+            steps=int(self.steps.value),
+            lr=float(self.lr.value),
+        )
+
+    def set(self, **values) -> None:
+        """Move controls from code and retrain once (what a person does with the mouse).
+
+        Args:
+            prefix_length (int), method ("prefix", "prompt", or "prefix+mlp" for prefix with
+            the MLP), mlp (bool), steps (int), lr (float). A new method or MLP setting without
+            `lr` resets the learning rate to that method's default.
+        Raises:
+            ValueError: an unknown control or a value outside a control's range.
+        """
+        unknown = set(values) - set(self._controls)
+        if unknown:
+            raise ValueError(
+                f"Unknown control(s) {sorted(unknown)}; choose from {list(self._controls)}."
+            )
+        values = dict(values)
+        if values.get("method") == "prefix+mlp":
+            values["method"], values["mlp"] = "prefix", values.get("mlp", True)
+        self._check(values)
+        method_changes = any(
+            k in values and values[k] != self._controls[k].value for k in ("method", "mlp")
+        )
+        self._muted = True
+        try:
+            for name in ("method", "mlp", "prefix_length", "steps", "lr"):
+                if name in values:
+                    self._controls[name].value = values[name]
+            self._sync_mlp()
+            if method_changes and "lr" not in values:
+                self.lr.value = DEFAULT_LR[self.config().method]
+        finally:
+            self._muted = False
+        self.update()
+
+    def _check(self, values: dict) -> None:
+        if "method" in values and values["method"] not in ("prefix", "prompt"):
+            raise ValueError(
+                f"method must be 'prefix', 'prompt' or 'prefix+mlp', got {values['method']!r}."
+            )
+        if "mlp" in values and not isinstance(values["mlp"], bool):
+            raise ValueError(f"mlp must be True or False, got {values['mlp']!r}.")
+        for name in ("prefix_length", "steps"):
+            if name in values:
+                control, value = self._controls[name], values[name]
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError(f"{name} must be an int, got {value!r}.")
+                if not control.min <= value <= control.max:
+                    raise ValueError(
+                        f"{name}={value} is outside the slider's range {control.min}..{control.max}."
+                    )
+        if "lr" in values:
+            lr = values["lr"]
+            low, high = 10**self.lr.min, 10**self.lr.max
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not low <= lr <= high:
+                raise ValueError(f"lr must be a number in [{low:.0e}, {high:.2g}], got {lr!r}.")
+
+    def _sync_mlp(self) -> None:
+        """The MLP switch only means something for prefix tuning."""
+        self.mlp.disabled = self.method.value != "prefix"
+
+    def _on_change(self, change) -> None:
+        """A control moved in the browser: retrain; errors go to the status line."""
+        if self._muted:
+            return
+        if change["owner"] in (self.method, self.mlp):
+            self._muted = True
+            try:
+                self._sync_mlp()
+                self.lr.value = DEFAULT_LR[self.config().method]
+            finally:
+                self._muted = False
+        try:
+            self.update()
+        except Exception as err:  # a callback's traceback would land in no cell
+            self._failed(err)
+
+    # -- the work ----------------------------------------------------------------------------
+    def describe(self) -> str:
+        """The info text of the current settings: trainable parameters and context budget."""
+        return info_html(self.model, self.config())
+
+    def summary(self) -> str:
+        """One plain-text paragraph: the setting shown, its accounting and its results."""
+        config = self.config()
+        text = html.unescape(self.describe().replace("<br>", "\n"))
+        lines = [f"{self._caption(config)}, lr {_fmt_lr(config.lr)}", text]
+        if self.row is not None:
+            lines.append(self._result_text(self.row))
+        return "\n".join(lines)
+
+    def update(self) -> None:
+        """Retrain the current setting (or read it from the cache) and redraw every view."""
+        from prefixlab.train import run_experiment
+
+        config = self.config()
+        caption = self._caption(config)
+        self.status.value = f"<b>training…</b> {html.escape(caption)}, lr {_fmt_lr(config.lr)}"
+        self.progress.clear_output()
+        try:
+            with self.progress:  # run_experiment's progress bar shows here
+                row, history, adapted = run_experiment(config)
+        except BaseException:
+            self.status.value = f"<b>stopped</b> {html.escape(caption)}"
+            raise
+        P = config.prefix_length
+        label = f"{config.method}: P={P}, lr {config.lr:.2g}"
+        if self._previous is not None and self._previous[2] != config.train.steps:
+            label += f", {config.train.steps} steps"
+        curves = {label: _series(history.step, history.loss)}
+        val = {label: (history.val_step, history.val_loss)}
+        if self._previous is not None and self._previous[0] != label:
+            before, old, _ = self._previous  # drawn second: a method's second curve is dashed
+            curves[f"{before} (before)"] = _series(old.step, old.loss)
+        figures, captions = self._figures(config, caption, curves, val, adapted)
+        self.row, self.history, self.adapted = row, history, adapted
+        self._previous = (label, history, config.train.steps)
+        self.figures, self.captions = figures, captions
+        self.info.value = self.describe()
+        for name, out in (
+            ("loss", self.loss_out),
+            ("attention", self.attention_out),
+            ("context", self.budget_out),
+        ):
+            _show(out, captions[name], figures[name])
+        self.progress.clear_output()
+        self.status.value = f"<b>done</b> · {html.escape(self._result_text(row))}"
+
+    def _figures(self, config, caption, curves, val, adapted):
+        from prefixlab import plotting
+        from prefixlab.accounting import context_budget
+
+        P = config.prefix_length
+        what = "soft prompt" if config.method == "prompt" else "prefix"
+        mass = prefix_mass_grid(adapted, self.probe)
+        figures = {
+            "loss": plotting.plot_loss_curves(
+                curves, val=val, smooth=0.6, title=f"Training loss, P={P}"
+            ),
+            "attention": plotting.plot_attention_heatmap(
+                mass,
+                vmax=1.0,
+                title=f"Attention on the {what}, P={P}",
+                colorbar_label=f"attention mass on the {what}",
+            ),  # fmt: skip
+            "context": plotting.plot_context_budget(
+                context_budget(self.model, P), title=f"Context budget, P={P}"
+            ),
+        }
+        captions = {
+            "loss": f"loss · {caption}, lr {_fmt_lr(config.lr)}",
+            "attention": f"attention · {plotting.method_label(config.method)}, P={P}",
+            "context": f"context · P={P}",
+        }
+        return figures, captions
+
+    @staticmethod
+    def _caption(config: RunConfig) -> str:
+        from prefixlab.plotting import method_label
+
+        return (
+            f"{method_label(config.method)}, P={config.prefix_length}, {config.train.steps} steps"
+        )
+
+    @staticmethod
+    def _result_text(row: dict) -> str:
+        val = row.get("final_val_loss", math.nan)
+        text = f"validation loss {val:.3f}"
+        bleu = row.get("bleu")
+        if bleu is not None and math.isfinite(bleu):
+            text += f", BLEU {bleu:.1f}"
+        if row.get("stopped_reason") not in (None, "completed"):
+            text += f", stopped early ({row['stopped_reason']})"
+        how = "from the cache" if row.get("cached") else f"trained in {row.get('seconds', 0):.1f} s"
+        return f"{text} ({how})"
+
+    def _failed(self, err: BaseException) -> None:
+        self.status.value = (
+            f"<b>failed</b>: {html.escape(type(err).__name__)}: {html.escape(str(err))}"
+        )
+        with self.progress:
+            traceback.print_exception(type(err), err, err.__traceback__)
+
+    # -- showing ----------------------------------------------------------------------------
+    def show_static(self) -> None:
+        """Display the current accounting, captions and figures as plain cell outputs.
+
+        Unlike the widgets, these are saved with the notebook, so a reader without a live
+        kernel (GitHub, nbviewer, a PDF) sees the setting too.
+        """
+        from IPython.display import HTML, display
+
+        if not self.figures:
+            raise ValueError("Nothing trained yet: call lab.update() (or lab.set(...)) first.")
+        display(HTML(f"<div>{self.describe()}</div>"))
+        for name in ("loss", "attention", "context"):
+            display(HTML(_caption_html(self.captions[name])))
+            display(self.figures[name])
+
+    def _repr_mimebundle_(self, **kwargs):
+        data = {"text/plain": f"PrefixLengthLab\n{self.summary()}\n(the controls need a live "
+                              "Jupyter kernel)"}  # fmt: skip
+        data["application/vnd.jupyter.widget-view+json"] = {
+            "version_major": 2,
+            "version_minor": 0,
+            "model_id": self.widget.model_id,
+        }
+        return data
+
+
+def _series(steps, values):
+    import pandas as pd
+
+    return pd.Series(list(values), index=list(steps), dtype=float)
+
+
+def _caption_html(caption: str) -> str:
+    return f'<div class="{CAPTION_CLASS}"><b>{html.escape(caption)}</b></div>'
+
+
+def _show(out, caption: str, figure) -> None:
+    """Replace what an Output widget shows with a caption and a figure."""
+    from IPython.display import HTML, display
+
+    out.clear_output(wait=True)
+    with out:
+        display(HTML(_caption_html(caption)))
+        display(figure)
