@@ -6,61 +6,12 @@ import os
 
 import pytest
 import torch
+from tiny_models import MAKERS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PREFIXLAB_PRESET", "fast")
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-
-VOCAB = 97
-
-
-def _freeze(model):
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
-
-
-def make_gpt2(seed: int = 0, attn_implementation: str = "eager"):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=VOCAB,
-        n_positions=64,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        attn_implementation=attn_implementation,
-    )
-    return _freeze(GPT2LMHeadModel(config))
-
-
-def make_llama(seed: int = 0, attn_implementation: str = "eager"):
-    """Llama-style model with grouped-query attention (4 query heads share 2 key/value heads)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        attn_implementation=attn_implementation,
-    )
-    return _freeze(LlamaForCausalLM(config))
-
-
-MAKERS = {"gpt2": make_gpt2, "llama": make_llama}
 
 
 @pytest.fixture(params=["gpt2", "llama"])
@@ -77,19 +28,3 @@ def tiny_model(arch):
 @pytest.fixture(params=["prefix", "prompt"])
 def method(request) -> str:
     return request.param
-
-
-def batch(
-    batch_size: int = 3, length: int = 7, seed: int = 0, pad_right: int = 0, pad_left: int = 0
-):
-    """Random token batch; the last row gets `pad_right` or `pad_left` padding positions."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, VOCAB, (batch_size, length), generator=g)
-    mask = torch.ones_like(ids)
-    if pad_right:
-        ids[-1, -pad_right:] = 0
-        mask[-1, -pad_right:] = 0
-    if pad_left:
-        ids[-1, :pad_left] = 0
-        mask[-1, :pad_left] = 0
-    return ids, mask

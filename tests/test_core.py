@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import VOCAB, batch, make_gpt2
+from tiny_models import VOCAB, batch, make_gpt2
 
 from prefixlab import (
     AdaptedModel,

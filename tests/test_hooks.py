@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import MAKERS, batch
+from tiny_models import MAKERS, batch
 
 from prefixlab import AdaptedModel, PrefixTuning, PromptTuning
 from prefixlab.attention import prefix_mass_per_token, real_query_mask

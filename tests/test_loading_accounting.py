@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_gpt2, make_llama
+from tiny_models import make_gpt2, make_llama
 
 from prefixlab import PrefixTuning, PromptTuning, context_budget, load_model, parameter_counts
 from prefixlab.accounting import lora_parameters, prefix_mlp_parameters

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import batch
+from tiny_models import batch
 
 from prefixlab.accounting import lora_parameters
 from prefixlab.adapted import AdaptedModel
