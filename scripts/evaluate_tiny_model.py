@@ -92,8 +92,8 @@ def main(argv=None) -> int:
         ]
     lines += [
         "",
-        f"({time.perf_counter() - start:.0f} s for the runs, or less when they come from the "
-        'cache.) "none" is the frozen model reading `MR ||` cold: it has never seen an MR.',
+        f"(This run took {time.perf_counter() - start:.0f} s; runs found in the disk cache "
+        'take none.) "none" is the frozen model reading `MR ||` cold: it has never seen an MR.',
         END,
     ]
     block = "\n".join(lines)
