@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import string
 
 import pytest
 import torch
+from tiny_models import char_tokenizer
 from torch import nn
 
 from prefixlab.adapted import AdaptedModel
@@ -23,24 +23,6 @@ from prefixlab.evaluate import (
 )
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
-
-
-def char_tokenizer():
-    """One token per character (77 ids, fits the fixtures' vocabulary of 97); pad 0, bos 1, eos 2."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    chars = string.ascii_letters + string.digits + " .,[]|'-£!?"
-    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3}
-    vocab.update({c: i + 4 for i, c in enumerate(chars)})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-        unk_token="<unk>",
-    )  # fmt: skip
-
 
 # -- BLEU ------------------------------------------------------------------------------------
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import string
 import warnings
 
 import pytest
 import torch
+from tiny_models import char_tokenizer
 
 from prefixlab.adapted import AdaptedModel
 from prefixlab.config import (
@@ -39,24 +39,6 @@ from prefixlab.train import (
     stability_summary,
     train,
 )
-
-
-def char_tokenizer():
-    """One token per character (77 ids, fits the fixtures' vocabulary of 97); pad 0, bos 1, eos 2."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    chars = string.ascii_letters + string.digits + " .,[]|'-£!?"
-    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3}
-    vocab.update({c: i + 4 for i, c in enumerate(chars)})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-        unk_token="<unk>",
-    )  # fmt: skip
-
 
 PAIRS = [(f"name[N{i}]", "a good pub.") for i in range(8)]
 QUICK = TrainConfig(steps=8, batch_size=4, lr=0.1, eval_every=4, warmup_ratio=0.25)

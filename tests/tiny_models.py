@@ -6,6 +6,8 @@ notebooks/conftest.py too, and two modules named "conftest" would shadow each ot
 
 from __future__ import annotations
 
+import string
+
 import torch
 
 VOCAB = 97
@@ -73,3 +75,20 @@ def batch(
         ids[-1, :pad_left] = 0
         mask[-1, :pad_left] = 0
     return ids, mask
+
+
+def char_tokenizer():
+    """One token per character (77 ids, fits the fixtures' vocabulary of 97); pad 0, bos 1, eos 2."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    chars = string.ascii_letters + string.digits + " .,[]|'-£!?"
+    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3}
+    vocab.update({c: i + 4 for i, c in enumerate(chars)})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
+        unk_token="<unk>",
+    )  # fmt: skip
