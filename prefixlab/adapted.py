@@ -19,7 +19,7 @@ from torch import nn
 from transformers import DynamicCache
 from transformers.modeling_outputs import CausalLMOutput
 
-from prefixlab.loading import model_dims
+from prefixlab.loading import cache_kwarg, model_dims
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
 
@@ -126,9 +126,9 @@ class AdaptedModel(nn.Module):
             input_ids: [B, T]; attention_mask: [B, T] (1 real, 0 padding) or None.
             repeat: repeat each row's prefix (for beam search / several samples per row).
         Returns:
-            dict with attention_mask [B, P+T] and either past_key_values (prefix; a fresh
-            DynamicCache of B*repeat rows) or inputs_embeds [B, P+T, d] (prompt), plus
-            position_ids for the forward pass.
+            dict with attention_mask [B, P+T] and either a cache (prefix: a fresh
+            DynamicCache of B*repeat rows, under the model's own keyword, see
+            `loading.cache_kwarg`) or inputs_embeds [B, P+T, d] (prompt), plus position_ids.
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}.")
@@ -159,7 +159,7 @@ class AdaptedModel(nn.Module):
                 "input_ids": input_ids,
                 "attention_mask": mask,
                 "position_ids": positions[:, P:],
-                "past_key_values": cache,
+                cache_kwarg(self.model): cache,
             }
         embeds = self.model.get_input_embeddings()(input_ids)  # [B, T, d]
         inputs_embeds = torch.cat([rows.to(embeds.dtype), embeds], dim=1)  # [B, P+T, d]

@@ -189,3 +189,25 @@ def load_model(
         model.to(device)
     model.name_or_path = name
     return freeze(model), tokenizer
+
+
+def cache_kwarg(model: nn.Module) -> str:
+    """The keyword under which this model's forward (and generate) takes an attention cache.
+
+    transformers up to 5.23 calls it `past_key_values`; 5.24 renamed it `cache` and warns on
+    the old name (removal announced for 5.40). Reading the forward signature keeps prefixlab
+    working, silently, on both sides of the rename.
+    """
+    import inspect
+
+    forward = getattr(model, "forward", None)
+    try:
+        names = inspect.signature(forward).parameters
+    except (TypeError, ValueError):  # not introspectable: assume the newer name only if known
+        names = {}
+    return "cache" if "cache" in names else "past_key_values"
+
+
+def output_cache(output):
+    """The cache a forward pass returned, under either name (see `cache_kwarg`)."""
+    return output["cache"] if "cache" in output else output["past_key_values"]

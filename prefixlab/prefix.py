@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prefixlab.loading import ModelDims, model_dims
+from prefixlab.loading import ModelDims, model_dims, output_cache
 
 PREFIX_INITS = ("random", "zero", "vocab", "text")
 REPARAMS = ("none", "mlp")
@@ -238,7 +238,7 @@ def key_values_of_tokens(model, token_ids: torch.Tensor) -> torch.Tensor:
     dims = model_dims(model)
     device = next(model.parameters()).device
     out = model(input_ids=token_ids.view(1, -1).to(device), use_cache=True)
-    cache = out.past_key_values
+    cache = output_cache(out)
     pairs = []
     for layer in range(dims.n_layers):
         k, v = cache.layers[layer].keys, cache.layers[layer].values  # [1, n_kv, P, head_dim]

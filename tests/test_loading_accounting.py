@@ -155,3 +155,35 @@ def test_reference_table_covers_gpt2_sizes_and_llama():
     assert full["gpt2-small"] == 124_439_808
     assert full["gpt2-xl"] > 1.5e9 and full["llama-7b"] > 6.7e9
     assert len(table) == 5 * len(reference_configs())
+
+
+def test_cache_kwarg_follows_the_forward_signature():
+    """transformers 5.24 renamed `past_key_values` to `cache`; prefixlab uses what is there."""
+    from torch import nn
+
+    from prefixlab.loading import cache_kwarg
+
+    class Old(nn.Module):
+        def forward(self, input_ids=None, past_key_values=None, **kwargs):
+            return input_ids
+
+    class New(nn.Module):
+        def forward(self, input_ids=None, cache=None, **kwargs):
+            return input_ids
+
+    assert cache_kwarg(Old()) == "past_key_values"
+    assert cache_kwarg(New()) == "cache"
+
+
+def test_prefix_forward_raises_no_cache_rename_warning(tiny_model):
+    """The installed transformers must not see a deprecated keyword from prefixlab."""
+    import warnings
+
+    from prefixlab import AdaptedModel, PrefixTuning
+
+    adapted = AdaptedModel(tiny_model, PrefixTuning(tiny_model, 3))
+    ids = torch.randint(1, 50, (2, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        adapted(ids)
+        adapted.generate(ids, max_new_tokens=2, do_sample=False)
