@@ -177,12 +177,19 @@ class AdaptedModel(nn.Module):
             CausalLMOutput with logits [B, T, V] and loss (a scalar, or None without labels);
             `attentions` when requested, with key length P+T.
         """
+        if labels is not None and tuple(labels.shape) != tuple(input_ids.shape):
+            raise ValueError(
+                f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got "
+                f"{tuple(labels.shape)}; put -100 where a token should not be scored."
+            )
         inputs = self.model_inputs(input_ids, attention_mask, task_ids)
         out = self.model(**inputs, use_cache=False, **kwargs)
-        logits = out.logits[:, -input_ids.shape[1] :]  # [B, T, V]: drops soft-prompt slots
-        loss = None
-        if labels is not None:
-            loss = causal_lm_loss(logits, labels)
+        virtual = out.logits.shape[1] - input_ids.shape[1]  # P for prompt tuning, else 0
+        # The loss reads the model's logits as they are (contiguous, soft-prompt slots and
+        # all) and shifts the labels instead: slicing [B, T, V] logits first would copy them
+        # forward and allocate a zero gradient of their full size backward.
+        loss = None if labels is None else causal_lm_loss(out.logits, labels, offset=virtual)
+        logits = out.logits[:, virtual:] if virtual else out.logits  # [B, T, V]
         return CausalLMOutput(loss=loss, logits=logits, attentions=getattr(out, "attentions", None))
 
     @torch.no_grad()
@@ -228,11 +235,23 @@ def _pad_id(model) -> int | None:
     return pad
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy. logits [B, T, V], labels [B, T] (-100 = ignored)."""
-    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    shift_labels = labels[:, 1:].reshape(-1).to(logits.device)
-    return F.cross_entropy(shift_logits, shift_labels, ignore_index=-100)
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Mean next-token cross-entropy over labels != -100.
+
+    Args:
+        logits: [B, offset + T, V]; the first `offset` positions (soft-prompt slots) are not
+            scored.
+        labels: [B, T] (-100 = ignored); logits position offset + t is scored against
+            labels[t + 1].
+    The labels are shifted, not the logits, so contiguous logits are flattened as a view.
+    """
+    if logits.shape[1] != offset + labels.shape[1]:
+        raise ValueError(
+            f"logits cover {logits.shape[1]} positions but offset + labels cover "
+            f"{offset} + {labels.shape[1]}; pass offset = number of soft-prompt positions."
+        )
+    targets = F.pad(labels[:, 1:], (offset, 1), value=-100).reshape(-1).to(logits.device)
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets, ignore_index=-100)
 
 
 def _check_compatible(model: nn.Module, adapter: nn.Module) -> None:

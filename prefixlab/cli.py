@@ -1,4 +1,4 @@
-"""Command line: `prefixlab --version`, `prefixlab run-notebooks [--fast] [--out DIR]`."""
+"""Command line: `prefixlab --version`, `prefixlab run-notebooks [--fast] [--inplace] [--out DIR]`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run-notebooks", help="execute the notebook series headless, write HTML")
     run.add_argument("--fast", action="store_true", help="use the FAST preset (seconds per run)")
     run.add_argument("--out", default="notebooks-html", help="folder for the executed HTML")
+    run.add_argument(
+        "--inplace",
+        action="store_true",
+        help="also write each executed notebook back (outputs kept, widget state stripped): "
+        "how the committed series is made",
+    )
     run.add_argument("notebooks", nargs="*", help="notebook files (default: the whole series)")
     return parser
 
@@ -28,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run-notebooks":
         from prefixlab.runner import run_notebooks
 
-        return run_notebooks(args.notebooks or None, out=args.out, fast=args.fast)
+        return run_notebooks(
+            args.notebooks or None, out=args.out, fast=args.fast, inplace=args.inplace
+        )
     parser.print_help()
     return 0
 

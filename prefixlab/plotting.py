@@ -468,7 +468,7 @@ def plot_lr_sweep(
     df: pd.DataFrame,
     *,
     x: str = "lr",
-    y: str = "final_loss",
+    y: str = "final_val_loss",
     hue: str = "method",
     title: str,
     xlabel: str = "learning rate",
@@ -481,7 +481,8 @@ def plot_lr_sweep(
     as crosses along the top edge, above every finite value, under the legend entry "diverged".
 
     Args:
-        df: one row per run (method, lr, seed, ...), with columns `x`, `y` and `hue`.
+        df: one row per run (method, lr, seed, ...), with columns `x`, `y` and `hue`; the
+            default `y` is the column `run_grid` writes (`final_val_loss`).
     """
     _check_frame(df, [x, y, hue])
     lrs = df[x].to_numpy(float)
@@ -1080,9 +1081,19 @@ def attention_grid_plotly(
             "colorscale": HEATMAP_CMAP,
             "cmin": 0.0,
             "cmax": _vmax(arrays.values(), vmax),
-            "colorbar": {"title": {"text": "mass on prefix"}},
+            "colorbar": {"title": {"text": _mass_title(arrays)}},
         },
     )
+
+
+def _mass_title(masses: Mapping) -> str:
+    """Colour-bar title: a soft prompt's virtual positions are not a prefix."""
+    methods = {str(label).split(" ")[0] for label in masses}
+    if methods and all(m.startswith("prompt") for m in methods):
+        return "mass on soft prompt"
+    if any(m.startswith("prompt") for m in methods):
+        return "mass on prefix / soft prompt"
+    return "mass on prefix"
 
 
 _PLOTLY_DASH = {"-": "solid", "--": "dash", ":": "dot", "-.": "dashdot"}

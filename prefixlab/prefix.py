@@ -222,8 +222,10 @@ def split_key_values(
         flat = flat.unsqueeze(0).expand(batch_size, -1, -1)
     B, P, _ = flat.shape
     kv = flat.view(B, P, dims.n_layers * 2, dims.n_kv_heads, dims.head_dim)
-    kv = kv.permute(2, 0, 3, 1, 4)  # (L*2, B, n_kv_heads, P, head_dim)
-    return [(kv[2 * layer], kv[2 * layer + 1]) for layer in range(dims.n_layers)]
+    # One unbind, not 2L indexing ops: each `kv[i]` would get a backward node that allocates
+    # a zero gradient of the whole (L*2, B, ...) tensor; unbind's backward is a single stack.
+    parts = kv.permute(2, 0, 3, 1, 4).unbind(0)  # L*2 x (B, n_kv_heads, P, head_dim)
+    return [(parts[2 * layer], parts[2 * layer + 1]) for layer in range(dims.n_layers)]
 
 
 @torch.no_grad()

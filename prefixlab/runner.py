@@ -23,8 +23,14 @@ class NotebookFailed(RuntimeError):
     pass
 
 
-def run_notebook(path: Path, out_dir: Path, *, timeout: int = 1800) -> Path:
+def run_notebook(
+    path: Path, out_dir: Path, *, timeout: int = 1800, inplace: bool = False
+) -> Path:
     """Execute one notebook in its own folder and write `out_dir/<name>.html`.
+
+    With `inplace`, the executed notebook is also written back to `path`, the way the series
+    is committed: outputs kept, saved widget state (`metadata.widgets`, hundreds of KB that a
+    live kernel rebuilds anyway) and per-cell execution timestamps dropped.
 
     Raises:
         NotebookFailed: naming the notebook and the failing cell (index and first line).
@@ -39,6 +45,7 @@ def run_notebook(path: Path, out_dir: Path, *, timeout: int = 1800) -> Path:
         nb,
         timeout=timeout,
         kernel_name="python3",
+        record_timing=not inplace,
         resources={"metadata": {"path": str(path.parent)}},
     )
     try:
@@ -59,6 +66,9 @@ def run_notebook(path: Path, out_dir: Path, *, timeout: int = 1800) -> Path:
             else ""
         )
         raise NotebookFailed(f"{path.name}: {where} failed ({first!r}):\n{err}") from err
+    if inplace:
+        nb.metadata.pop("widgets", None)
+        nbformat.write(nb, path)
     html, _ = HTMLExporter().from_notebook_node(nb)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / (path.stem + ".html")
@@ -66,7 +76,13 @@ def run_notebook(path: Path, out_dir: Path, *, timeout: int = 1800) -> Path:
     return target
 
 
-def run_notebooks(notebooks=None, *, out: str | Path = "notebooks-html", fast: bool = False) -> int:
+def run_notebooks(
+    notebooks=None,
+    *,
+    out: str | Path = "notebooks-html",
+    fast: bool = False,
+    inplace: bool = False,
+) -> int:
     """Execute notebooks (default: the whole series) and write HTML; returns an exit code."""
     paths = [Path(p) for p in notebooks] if notebooks else series()
     missing = [str(p) for p in paths if not p.is_file()]
@@ -80,7 +96,7 @@ def run_notebooks(notebooks=None, *, out: str | Path = "notebooks-html", fast: b
         start = time.perf_counter()
         print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
         try:
-            target = run_notebook(path, out_dir)
+            target = run_notebook(path, out_dir, inplace=inplace)
         except NotebookFailed as err:
             print("FAILED", flush=True)
             print(f"prefixlab: {err}", file=sys.stderr)

@@ -47,3 +47,16 @@ def test_run_notebooks_writes_html_and_names_failing_cell(tmp_path, capsys):
 def test_run_notebooks_missing_file(tmp_path, capsys):
     assert main(["run-notebooks", str(tmp_path / "nope.ipynb")]) == 2
     assert "no such notebook" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_notebooks_inplace_keeps_outputs_and_drops_widget_state(tmp_path):
+    path = _notebook(tmp_path / "01_w.ipynb", "print(6 * 7)")
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nbformat.write(nb, path)
+    assert main(["run-notebooks", str(path), "--inplace", "--out", str(tmp_path / "html")]) == 0
+    done = nbformat.read(path, as_version=4)
+    assert done.cells[0].outputs[0]["text"] == "42\n"
+    assert "widgets" not in done.metadata
+    assert "execution" not in done.cells[0].metadata  # no timestamps to churn the diff

@@ -149,6 +149,43 @@ def test_logits_equal_peft(tiny_model, method):
     torch.testing.assert_close(ours[real], theirs[real], atol=1e-5, rtol=0)
 
 
+def test_loss_equals_peft_and_a_sliced_reference(tiny_model, method):
+    """The loss shifts labels, not logits; it must equal the textbook slice-and-shift and PEFT."""
+    from prefixlab.adapted import causal_lm_loss
+
+    adapter = make_adapter(tiny_model, method, seed=3)
+    ids, mask = batch(3, 7)
+    labels = labels_for(ids, mask)
+    out = AdaptedModel(tiny_model, adapter)(ids, mask, labels=labels)
+    logits = out.logits
+    reference = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
+    torch.testing.assert_close(out.loss, reference, atol=1e-6, rtol=1e-6)
+    peft_out = _peft_model(tiny_model, method, adapter.flat())(
+        input_ids=ids, attention_mask=mask, labels=labels
+    )
+    torch.testing.assert_close(out.loss, peft_out.loss, atol=1e-5, rtol=1e-5)  # PEFT pads labels
+    with pytest.raises(ValueError, match="offset"):
+        causal_lm_loss(logits, labels, offset=2)
+
+
+def test_labels_of_the_wrong_shape_are_refused(tiny_model, method):
+    adapted = AdaptedModel(tiny_model, make_adapter(tiny_model, method))
+    ids, mask = batch(2, 6)
+    with pytest.raises(ValueError, match="shape of input_ids"):
+        adapted(ids, mask, labels=ids[:, :-1])
+
+
+def test_prefix_gradient_reaches_every_layer(tiny_model):
+    prefix = PrefixTuning(tiny_model, P, seed=2)
+    ids, mask = batch(2, 6)
+    AdaptedModel(tiny_model, prefix)(ids, mask, labels=ids).loss.backward()
+    dims = model_dims(tiny_model)
+    grad = prefix.weight.grad.view(P, dims.n_layers * 2, -1)  # per layer's keys and values
+    assert (grad.abs().sum(dim=(0, 2)) > 0).all()
+
+
 def test_peft_export_loads_in_peft(tiny_model, method, tmp_path):
     from peft import PeftModel
 

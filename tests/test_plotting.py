@@ -44,7 +44,7 @@ def sweep_frame() -> pd.DataFrame:
         for lr in (1e-4, 1e-3, 1e-2):
             for seed in range(3):
                 loss = np.nan if (method == "prompt" and lr == 1e-2 and seed < 2) else 2 + seed
-                rows.append({"method": method, "lr": lr, "seed": seed, "final_loss": loss})
+                rows.append({"method": method, "lr": lr, "seed": seed, "final_val_loss": loss})
     return pd.DataFrame(rows)
 
 
@@ -417,7 +417,7 @@ def test_token_attention_labels_tokens_and_escapes_dollars():
             ),
             "context",
         ),
-        (lambda: P.plot_metric_bars(sweep_frame(), metric="final_loss", title="t"), "one row"),
+        (lambda: P.plot_metric_bars(sweep_frame(), metric="final_val_loss", title="t"), "one row"),
         (lambda: P.plot_metric_bars(sweep_frame(), metric="bleu", title="t"), "bleu"),
         (lambda: P.plot_attention_heatmap(np.ones(4), title="t"), "[layers, heads]"),
         (lambda: P.plot_attention_heatmap(np.ones((2, 2, 2)), title="t"), "[layers, heads]"),
@@ -465,6 +465,9 @@ def test_attention_grid_plotly_one_trace_per_label_and_a_shared_scale():
     assert {t.coloraxis for t in fig.data} == {"coloraxis"}
     assert fig.layout.coloraxis.cmax == pytest.approx(1.0)
     assert fig.data[1].text[0][2] == "prompt tuning<br>layer 0<br>head 2<br>mass 0.250"
+    assert fig.layout.coloraxis.colorbar.title.text == "mass on prefix / soft prompt"
+    only_prefix = P.attention_grid_plotly({"trained": MASS, "random init": MASS})
+    assert only_prefix.layout.coloraxis.colorbar.title.text == "mass on prefix"
 
 
 def test_loss_curves_plotly_colours_and_smoothing():
