@@ -23,9 +23,7 @@ class NotebookFailed(RuntimeError):
     pass
 
 
-def run_notebook(
-    path: Path, out_dir: Path, *, timeout: int = 1800, inplace: bool = False
-) -> Path:
+def run_notebook(path: Path, out_dir: Path, *, timeout: int = 1800, inplace: bool = False) -> Path:
     """Execute one notebook in its own folder and write `out_dir/<name>.html`.
 
     With `inplace`, the executed notebook is also written back to `path`, the way the series
