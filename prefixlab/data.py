@@ -889,6 +889,28 @@ def load_e2e(source: str | os.PathLike = "synthetic", split: str = "train", **kw
 SEPARATOR = " ||"
 
 
+_SENTENCE_END = r"[.!?](?=\s|$)"  # a full stop, ! or ? followed by a space or the end
+
+
+def first_sentence(text: str) -> str:
+    """The text up to and including its first sentence end (the whole text if it has none).
+
+    >>> first_sentence("Aromi is a pub. It is cheap.")
+    'Aromi is a pub.'
+    """
+    import re
+
+    match = re.match(r".*?" + _SENTENCE_END, text)
+    return match.group(0) if match else text
+
+
+def count_sentences(text: str) -> int:
+    """Sentence ends in a text (full stops, ! and ? followed by a space or the end)."""
+    import re
+
+    return len(re.findall(_SENTENCE_END, text))
+
+
 def format_source(mr: str) -> str:
     """The model's input for an MR: the MR then `SEPARATOR` ("name[X], area[riverside] ||").
 

@@ -408,6 +408,29 @@ def count_spikes(losses: Sequence[float], *, factor: float = 1.5, window: int = 
     return spikes
 
 
+def loss_rise(losses: Sequence[float], *, window: int | None = None) -> float:
+    """How far a loss curve climbed above where it started: the highest running mean of the
+    training loss over its first value (1.0 when it never rose; inf for a NaN/inf loss).
+
+    Complements `count_spikes`, which cannot see a blow-up in its first `window` steps.
+    The running mean covers `window` steps (default: a tenth of the curve, at least 1) and,
+    like pandas' rolling(window, min_periods=1), averages fewer steps at the start.
+    """
+    values = [float(v) for v in losses]
+    if not values:
+        return math.nan
+    if not all(math.isfinite(v) for v in values):
+        return math.inf
+    window = max(1, len(values) // 10) if window is None else window
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window must be an int >= 1 or None, got {window!r}.")
+    running, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - window] if i >= window else 0.0)
+        running.append(total / min(i + 1, window))
+    return max(running) / running[0] if running[0] > 0 else math.nan
+
+
 def final_loss(history: History, *, which: str = "val", window: int | None = None) -> float:
     """A run's final loss.
 
@@ -605,11 +628,32 @@ def _data_fingerprint(source: str) -> str:
     return source
 
 
+def code_digest(source: str) -> str:
+    """Hash of Python source that ignores what cannot change a result: comments, docstrings,
+    blank lines and formatting. Any change to the code itself changes the hash."""
+    import ast
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:16]
+
+
 def _code_fingerprint() -> str:
-    """Hash of the source of the modules that decide a run's numbers."""
+    """Hash of the code (not the comments or docstrings) of the modules that decide a run's
+    numbers: editing prose keeps the run cache, editing code empties it."""
     if "code" not in _FINGERPRINTS:
         here = Path(__file__).resolve().parent
-        _FINGERPRINTS["code"] = _hash_files([here / f"{m}.py" for m in _RESULT_MODULES])
+        digests = [f"{m}:{code_digest((here / f'{m}.py').read_text())}" for m in _RESULT_MODULES]
+        _FINGERPRINTS["code"] = hashlib.sha256(" ".join(digests).encode()).hexdigest()[:16]
     return _FINGERPRINTS["code"]
 
 
@@ -1024,7 +1068,9 @@ def run_grid(
     return table, histories
 
 
-def stability_summary(table, histories: Mapping[str, History], by=("method", "lr")):
+def stability_summary(
+    table, histories: Mapping[str, History], by=("method", "lr"), *, blowup_factor: float = 1.5
+):
     """Loss-stability measures per setting, across the seeds of each setting.
 
     Args:
@@ -1034,9 +1080,13 @@ def stability_summary(table, histories: Mapping[str, History], by=("method", "lr
     Returns:
         DataFrame, one row per setting: runs, diverged (stopped on NaN), final_val mean/std/
         range (`final_loss_spread`), final_train mean/std, spikes mean and max
-        (`count_spikes`), mean_seed_std (the per-step std of the training loss across seeds,
+        (`count_spikes`), blowups (runs whose `loss_rise` exceeds `blowup_factor`: the running
+        mean of the training loss climbed above 1.5x its start, which spikes cannot see early
+        on), max_rise, mean_seed_std (the per-step std of the training loss across seeds,
         `seed_spread`, averaged over steps), max_grad_norm.
     """
+    if not (isinstance(blowup_factor, (int, float)) and blowup_factor > 1):
+        raise ValueError(f"blowup_factor must be a number > 1, got {blowup_factor!r}; try 1.5.")
     import pandas as pd
 
     by = [by] if isinstance(by, str) else list(by)
@@ -1051,6 +1101,7 @@ def stability_summary(table, histories: Mapping[str, History], by=("method", "lr
         val = final_loss_spread(runs, which="val")
         tr = final_loss_spread(runs, which="train")
         spikes = [count_spikes(h.loss) for h in runs]
+        rises = [loss_rise(h.loss) for h in runs]
         spread = seed_spread(runs)["std"] if len(runs) > 1 else None
         key = key if isinstance(key, tuple) else (key,)
         out.append(
@@ -1065,6 +1116,8 @@ def stability_summary(table, histories: Mapping[str, History], by=("method", "lr
                 "final_train_std": tr["std"],
                 "spikes_mean": sum(spikes) / len(spikes),
                 "spikes_max": max(spikes),
+                "blowups": sum(r > blowup_factor for r in rises),
+                "max_rise": max(rises),
                 "mean_seed_std": float(spread.mean()) if spread is not None else math.nan,
                 "max_grad_norm": max(
                     (max(h.grad_norm) for h in runs if h.grad_norm), default=math.nan

@@ -397,3 +397,13 @@ def test_quick_build_script(tmp_path):
     card = (out / "README.md").read_text()
     assert "## Tuning evidence" in card and "scripts/evaluate_tiny_model.py" in card
     assert "--quick" in card
+
+
+def test_first_sentence_and_count_sentences():
+    from prefixlab.data import count_sentences, first_sentence
+
+    text = "The Punter is a pub near St. Mary's. It costs £20-25! Try it?"
+    assert first_sentence(text) == "The Punter is a pub near St."  # "St." ends a sentence here
+    assert first_sentence("No end here") == "No end here"
+    assert first_sentence("It has 3.5 stars. Go.") == "It has 3.5 stars."
+    assert count_sentences(text) == 4 and count_sentences("none") == 0

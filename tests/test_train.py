@@ -424,7 +424,10 @@ def test_stability_summary(lab, tmp_path, monkeypatch):
                                     seed=[0, 1], progress=False)  # fmt: skip
     summary = stability_summary(table, histories)
     assert len(summary) == 4 and (summary["runs"] == 2).all()
-    assert set(summary.columns) >= {"final_val_std", "spikes_mean", "mean_seed_std", "diverged"}
+    assert set(summary.columns) >= {
+        "final_val_std", "spikes_mean", "mean_seed_std", "diverged", "blowups", "max_rise"
+    }  # fmt: skip
+    assert (summary["blowups"] <= summary["runs"]).all() and (summary["max_rise"] >= 1).all()
     assert (summary["diverged"] == 0).all() and summary["final_val_std"].notna().all()
     with pytest.raises(ValueError, match="not in the table"):
         stability_summary(table, histories, by="colour")
@@ -450,3 +453,26 @@ def test_progress_can_be_switched_off_by_environment(monkeypatch):
     assert not progress_enabled(False)
     monkeypatch.setenv("PREFIXLAB_PROGRESS", "0")
     assert not progress_enabled(True)
+
+
+def test_code_digest_ignores_prose_but_not_code():
+    from prefixlab.train import code_digest
+
+    source = 'def f(x):\n    """Doc."""\n    return x + 1  # one\n'
+    reworded = '# a comment\n\ndef f(x):\n    """Other words."""\n    return (x + 1)\n'
+    changed = 'def f(x):\n    """Doc."""\n    return x + 2\n'
+    assert code_digest(source) == code_digest(reworded)
+    assert code_digest(source) != code_digest(changed)
+
+
+def test_loss_rise_sees_an_early_blowup_that_spikes_cannot():
+    from prefixlab.train import count_spikes, loss_rise
+
+    early = [2.0, 2.5, 4.0, 6.0, 5.0] + [1.0] * 45  # blows up in the first steps, then recovers
+    assert count_spikes(early) == 0  # inside the first window: spikes cannot see it
+    assert loss_rise(early, window=1) == pytest.approx(3.0)
+    assert loss_rise(early) > 1.5  # default window: a tenth of the curve (5 steps)
+    assert loss_rise([3.0, 2.0, 1.0]) == 1.0
+    assert loss_rise([3.0, float("nan")]) == float("inf")
+    with pytest.raises(ValueError, match="window"):
+        loss_rise(early, window=0)
