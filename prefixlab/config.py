@@ -360,3 +360,46 @@ def active_preset(default: str = "cpu") -> RunConfig:
         return preset(name)
     except ValueError as err:
         raise ValueError(f"${PRESET_ENV}={name!r}: {err}") from None
+
+
+def lab_sources(model: str = "tiny", data: str = "synthetic") -> tuple[str, str]:
+    """The (model, data) a notebook runs on: what it asked for, or the embedded default.
+
+    A hub model that cannot be loaded (offline and not in the local Hugging Face cache, or
+    an unknown id) is replaced by "tiny" with the synthetic data, with a warning that says
+    so; so is hub data ("e2e", an "owner/name" id or a URL) while offline. Local models,
+    local CSVs and "tiny"/"synthetic" pass through untouched. Nothing is downloaded here
+    beyond a model's config file.
+    """
+    import warnings
+    from pathlib import Path
+
+    from prefixlab.data import _offline
+
+    for name, value in (("model", model), ("data", data)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
+    fallback = "Falling back to the embedded default: model 'tiny', data 'synthetic'."
+    if model != "tiny" and not Path(model).expanduser().is_dir():
+        from transformers import AutoConfig
+
+        try:
+            AutoConfig.from_pretrained(model)
+        except (OSError, ValueError) as err:
+            reason = str(err).splitlines()[0][:200]
+            warnings.warn(
+                f"Could not load the model {model!r} ({type(err).__name__}: {reason}). "
+                f"{fallback} Online, check the id; offline, download it once beforehand.",
+                stacklevel=2,
+            )
+            return "tiny", "synthetic"
+    local = data == "synthetic" or Path(data).expanduser().exists()
+    if not local and _offline():
+        warnings.warn(
+            f"The data {data!r} lives on the hub and this session is offline (HF_HUB_OFFLINE "
+            "or HF_DATASETS_OFFLINE is set). Using data 'synthetic'; pass a local CSV path "
+            "(columns mr, ref) to use real E2E rows offline.",
+            stacklevel=2,
+        )
+        return model, "synthetic"
+    return model, data

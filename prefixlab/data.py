@@ -741,6 +741,7 @@ def synthetic_sentences(n: int, seed: int = 0) -> list[str]:
 # Loading real E2E
 # ---------------------------------------------------------------------------------------------
 
+E2E_HUB = "tuetschek/e2e_nlg"  # the real E2E data on the Hugging Face hub; source="e2e"
 MR_COLUMNS = ("mr", "meaning_representation")
 REF_COLUMNS = ("ref", "human_reference", "target")
 RELEASE_FILES = {  # split -> file names in the E2E release, tried in order
@@ -834,8 +835,9 @@ def _load_online(source: str, split: str) -> E2EDataset:
         if source.startswith(("http://", "https://")):
             table = datasets.load_dataset("csv", data_files={split: source}, split=split)
         else:
-            hub_split = {"validation": "validation"}.get(split, split)
-            table = datasets.load_dataset(source, split=hub_split)
+            # Script-based hub datasets (E2E's among them) load from their parquet export.
+            revision = "refs/convert/parquet" if source == E2E_HUB else None
+            table = datasets.load_dataset(source, split=split, revision=revision)
     except Exception as err:  # datasets raises many types for "no network" and "no such id"
         raise ConnectionError(f"{hint} ({type(err).__name__}: {err})") from err
     return dataset_from_rows(table, table.column_names, f"{source}:{split}")
@@ -845,7 +847,8 @@ def load_e2e(source: str | os.PathLike = "synthetic", split: str = "train", **kw
     """Load E2E-format data.
 
     Args:
-        source: "synthetic" (this project's generator; `**kw` go to `synthetic_e2e`); a CSV
+        source: "synthetic" (this project's generator; `**kw` go to `synthetic_e2e`); "e2e"
+            (the real data on the hub, `E2E_HUB`, needs a network); a CSV
             path with `mr`,`ref` columns; a folder holding the release files (trainset.csv,
             devset.csv, testset_w_refs.csv, chosen by `split`); an http(s) URL of such a CSV;
             or a dataset hub id for `datasets.load_dataset` (the last two need a network).
@@ -859,6 +862,8 @@ def load_e2e(source: str | os.PathLike = "synthetic", split: str = "train", **kw
     _check_split(split)
     if isinstance(source, str) and source == "synthetic":
         return synthetic_e2e(split, **kw)
+    if isinstance(source, str) and source == "e2e":
+        source = E2E_HUB
     if kw:
         raise ValueError(f"Options {sorted(kw)} only apply to source='synthetic'.")
     text = str(source)

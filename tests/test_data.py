@@ -254,6 +254,8 @@ def test_hub_source_offline_says_what_to_do(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConnectionError, match="CSV.*synthetic"):
         load_e2e("someone/e2e_nlg")
+    with pytest.raises(ConnectionError, match="tuetschek/e2e_nlg"):
+        load_e2e("e2e")  # the alias of the real data on the hub
     with pytest.raises(FileNotFoundError):
         load_e2e("no_such_file.csv")
     with pytest.raises(ValueError, match="split"):

@@ -476,3 +476,21 @@ def test_loss_rise_sees_an_early_blowup_that_spikes_cannot():
     assert loss_rise([3.0, float("nan")]) == float("inf")
     with pytest.raises(ValueError, match="window"):
         loss_rise(early, window=0)
+
+
+def test_lab_sources_fall_back_offline_and_say_so(monkeypatch, tmp_path):
+    from prefixlab.config import lab_sources
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lab_sources("tiny", "synthetic") == ("tiny", "synthetic")
+        csv = tmp_path / "dev.csv"
+        csv.write_text("mr,ref\n")
+        assert lab_sources("tiny", str(csv)) == ("tiny", str(csv))
+    with pytest.warns(UserWarning, match="embedded default"):
+        assert lab_sources("no-such-owner/no-such-model", "e2e") == ("tiny", "synthetic")
+    with pytest.warns(UserWarning, match="offline"):
+        assert lab_sources("tiny", "e2e") == ("tiny", "synthetic")
+    with pytest.raises(ValueError, match="non-empty"):
+        lab_sources("", "synthetic")
