@@ -97,7 +97,7 @@ class Settings:
             rounds=15,
             warmup=2,
             inner=3,
-            big_rounds=4,
+            big_rounds=8,
             p_values=(1, 10, 50, 100, 200),
             big_p_values=(1, 200),
             models=("tiny", "mid", "gpt2-small"),
@@ -437,8 +437,30 @@ def peak_rss_in_child(name: str, threads: int, timeout: float = 900) -> dict | N
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _proc_status_kib(field_name: str) -> int | None:
+    """A `VmRSS`/`VmHWM` line of /proc/self/status, in KiB (None where /proc is missing)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process; False where not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def rss_child(name: str) -> None:
-    """Runs in a fresh process: report ru_maxrss after setup and after two training steps."""
+    """Runs in a fresh process: RSS after setup, then the peak while training two steps.
+
+    Uses the kernel's VmRSS / VmHWM. Not `ru_maxrss`: Linux carries it across exec, so a
+    child started from a large benchmark process would report the parent's peak.
+    """
     global _SHARE_BASE
     _SHARE_BASE = True
     quiet_libraries()
@@ -447,11 +469,15 @@ def rss_child(name: str) -> None:
     trainer = VARIANTS[name][1](base, batch, PREFIX)
     with torch.no_grad():
         trainer.loss_fn()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    gc.collect()
+    setup = _proc_status_kib("VmRSS")
+    reset = _reset_peak_rss()
     for _ in range(2):  # the second step holds AdamW state, gradients and activations at once
         trainer.step()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"setup_kib": before, "peak_kib": after}))
+    peak = _proc_status_kib("VmHWM")
+    if setup is None or peak is None:  # no /proc: fall back to ru_maxrss (whole-life peak)
+        setup, peak, reset = None, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, False
+    print(json.dumps({"setup_kib": setup, "peak_kib": peak, "peak_reset": reset}))
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -700,8 +726,22 @@ def section_training(report: Report, results: Results, base, settings: Settings)
         f"the counts are exact). Shapes containing the vocabulary size ({dims.vocab_size}) "
         "are logits-sized.",
     ]
-    for a, b in (("prefix", "peft-prefix"), ("prompt", "peft-prompt")):
-        diff = profile_diff(trainers[a].step, trainers[b].step)
+    chunks += profile_chunks(trainers, (("prefix", "peft-prefix"), ("prompt", "peft-prompt")))[1:]
+    phases = phase_breakdown(
+        {name: trainers[name] for name in ("prefix", "full")}, max(3, settings.rounds // 2)
+    )
+    results.phases["tiny"] = phases
+    chunks += ["### Where a step's time goes: prefix tuning vs full fine-tuning", PHASE_TEXT]
+    chunks.append(phase_table(phases))
+    report.add(*chunks)
+
+
+def profile_chunks(trainers, pairs, base=None) -> list[str]:
+    """A heading, then per (a, b) pair the operators whose call counts differ (profile_diff)."""
+    where = "" if base is None else f" at {describe(base)}"
+    chunks = [f"### Operators that differ between prefixlab and PEFT steps{where}"]
+    for a, b in pairs:
+        diff = profile_diff(trainers[a].step, trainers[b].step, steps=1 if base else 2)
         chunks.append(f"**{VARIANTS[a][0]} vs {VARIANTS[b][0]}**")
         chunks.append(
             table(
@@ -712,13 +752,7 @@ def section_training(report: Report, results: Results, base, settings: Settings)
                 ],
             )
         )
-    phases = phase_breakdown(
-        {name: trainers[name] for name in ("prefix", "full")}, max(3, settings.rounds // 2)
-    )
-    results.phases["tiny"] = phases
-    chunks += ["### Where a step's time goes: prefix tuning vs full fine-tuning", PHASE_TEXT]
-    chunks.append(phase_table(phases))
-    report.add(*chunks)
+    return chunks
 
 
 PHASE_TEXT = (
@@ -981,6 +1015,8 @@ def section_sizes(report, results, settings, tiny, threads) -> None:
             )
             results.samples[model_name], results.memory[model_name] = samples, mem
             if big:
+                log("   profiling prefixlab vs PEFT")
+                extra.add(*profile_chunks(trainers, (("prefix", "peft-prefix"),), base))
                 log("   phase breakdown")
                 pair = {name: trainers[name] for name in ("prefix", "full")}
                 results.phases[model_name] = phase_breakdown(pair, 2)
@@ -1040,13 +1076,18 @@ def section_sizes(report, results, settings, tiny, threads) -> None:
             if found is None:
                 rss_rows.append([VARIANTS[name][0], "failed or timed out", "", ""])
                 continue
-            setup, peak = found["setup_kib"] * 1024, found["peak_kib"] * 1024
+            peak = found["peak_kib"] * 1024
+            if found["setup_kib"] is None:
+                rss_rows.append([VARIANTS[name][0], "n/a", mib(peak), "n/a (no /proc)"])
+                continue
+            setup = found["setup_kib"] * 1024
             rss_rows.append([VARIANTS[name][0], mib(setup), mib(peak), mib(peak - setup)])
         report.add(
             "### Peak RSS of a fresh process (GPT-2-small dimensions)",
             "One process per variant builds the model and the variant and runs one no-grad "
-            "forward (`ru_maxrss` then = 'after setup'), then two training steps (the second "
-            "holds AdamW state, gradients and activations at once). RSS includes the Python, "
+            "forward ('after setup' = VmRSS then), then two training steps ('peak' = the "
+            "kernel's VmHWM, reset after setup; the second step holds AdamW state, gradients and "
+            "activations at once). RSS includes the Python, "
             "torch and transformers runtime and transient buffers; the growth column is the "
             "one to compare.",
             table(
