@@ -191,6 +191,17 @@ class E2EDataset:
         """The distinct MRs, in first-seen order."""
         return list(self.grouped())
 
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the pairs as a CSV in the E2E release format (header `mr,ref`, one
+        reference per row), which `load_csv` / `load_e2e` read back unchanged."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["mr", "ref"])
+            writer.writerows(self.pairs)
+        return path
+
     def subset(self, n_mrs: int | None, seed: int = 0) -> E2EDataset:
         """A low-data subset: `n_mrs` MRs chosen at random (by `seed`) with all their references.
 
@@ -730,6 +741,51 @@ def synthetic_pretraining_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
         if split_of_mr(text) == "train":
             pairs.append((text, realize(mr, rng)))
     return pairs
+
+
+# Keys of the fact sheets in the pretraining corpus: deliberately not E2E's slot names.
+FACT_KEYS = {
+    "name": "name",
+    "eatType": "type",
+    "food": "cuisine",
+    "priceRange": "price",
+    "customer rating": "rating",
+    "area": "area",
+    "familyFriendly": "kids",
+    "near": "near",
+}
+
+
+def fact_sheet(mr: dict[str, str] | str, rng: random.Random) -> str:
+    """The facts of an MR in the pretraining corpus's own plain format, in a shuffled order.
+
+    `name=The Copper Pot; cuisine=Italian; kids=yes` — not E2E's `name[The Copper Pot]`:
+    other keys (`FACT_KEYS`), other punctuation, any order. Values follow `=` with no space,
+    as they follow `[` in an MR, so a value's tokens are the same in both formats.
+    """
+    mr = parse_mr(mr) if isinstance(mr, str) else mr
+    slots = list(mr)
+    rng.shuffle(slots)
+    return "; ".join(f"{FACT_KEYS[slot]}={mr[slot]}" for slot in slots)
+
+
+def synthetic_pretraining_corpus(n: int, seed: int = 0, fact_share: float = 0.4) -> list[str]:
+    """The tiny model's pretraining documents: n restaurant descriptions of training-split MRs,
+    a `fact_share` of them preceded by their `fact_sheet` and a newline.
+
+    The fact sheets are what teaches the model to copy from its context (names, landmarks,
+    values), as web text teaches real language models; E2E's own MR format never appears.
+    """
+    if not (isinstance(fact_share, (int, float)) and 0 <= fact_share <= 1):
+        raise ValueError(f"fact_share must be a number in [0, 1], got {fact_share!r}; try 0.4.")
+    rng = random.Random(f"prefixlab-facts:{seed}")
+    docs = []
+    for mr, text in synthetic_pretraining_pairs(n, seed):
+        if rng.random() < fact_share:
+            docs.append(f"{fact_sheet(mr, rng)}\n {text}")
+        else:
+            docs.append(text)
+    return docs
 
 
 def synthetic_sentences(n: int, seed: int = 0) -> list[str]:

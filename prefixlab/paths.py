@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 TINY_MODEL_DIRNAME = "tiny-gpt2"
+SYNTHETIC_E2E_DIRNAME = "synthetic-e2e"
 
 
 def _candidates() -> list[Path]:
@@ -59,3 +60,10 @@ def tiny_model_dir() -> Path:
             "`python scripts/build_tiny_model.py`, or check out the repository's data/ folder."
         )
     return path
+
+
+def synthetic_e2e_dir() -> Path:
+    """Folder of the synthetic E2E data as CSV files in the release's names and format
+    (trainset.csv, devset.csv, testset_w_refs.csv): `load_e2e(synthetic_e2e_dir(), split)`
+    reads the same pairs that `load_e2e("synthetic", split)` generates."""
+    return data_dir() / SYNTHETIC_E2E_DIRNAME

@@ -409,3 +409,51 @@ def test_first_sentence_and_count_sentences():
     assert first_sentence("No end here") == "No end here"
     assert first_sentence("It has 3.5 stars. Go.") == "It has 3.5 stars."
     assert count_sentences(text) == 4 and count_sentences("none") == 0
+
+
+def test_fact_sheets_are_not_the_e2e_format_and_keep_value_tokens():
+    import random
+
+    from prefixlab.data import FACT_KEYS, SLOTS, fact_sheet, format_mr, parse_mr
+
+    mr = {"name": "The Copper Pot", "food": "Italian", "near": "Pelham Bridge"}
+    sheet = fact_sheet(mr, random.Random(0))
+    assert "[" not in sheet and "]" not in sheet
+    facts = dict(part.split("=", 1) for part in sheet.split("; "))
+    assert facts == {"name": "The Copper Pot", "cuisine": "Italian", "near": "Pelham Bridge"}
+    assert set(FACT_KEYS) == set(SLOTS) and set(FACT_KEYS.values()) != set(SLOTS)
+    assert fact_sheet(format_mr(mr), random.Random(0)) == sheet  # an MR string works too
+    orders = {fact_sheet(parse_mr(format_mr(mr)), random.Random(k)) for k in range(20)}
+    assert len(orders) > 1  # the order of the facts varies
+
+
+def test_pretraining_corpus_mixes_sheets_and_plain_descriptions():
+    from prefixlab.data import synthetic_pretraining_corpus, synthetic_pretraining_pairs
+
+    docs = synthetic_pretraining_corpus(400, seed=3, fact_share=0.4)
+    texts = [text for _, text in synthetic_pretraining_pairs(400, seed=3)]
+    with_sheet = [d for d in docs if "\n" in d]
+    assert 0.3 < len(with_sheet) / len(docs) < 0.5
+    assert [d.split("\n ", 1)[-1] for d in docs] == texts  # the descriptions are unchanged
+    assert synthetic_pretraining_corpus(400, seed=3, fact_share=0.4) == docs
+    assert all("\n" not in d for d in synthetic_pretraining_corpus(50, fact_share=0))
+    with pytest.raises(ValueError, match="fact_share"):
+        synthetic_pretraining_corpus(5, fact_share=1.5)
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_shipped_synthetic_csvs_match_the_generator(split):
+    from prefixlab.data import synthetic_e2e
+    from prefixlab.paths import synthetic_e2e_dir
+
+    shipped = load_e2e(synthetic_e2e_dir(), split)
+    assert shipped.pairs == synthetic_e2e(split).pairs, (
+        "data/synthetic-e2e is out of date: run python scripts/write_synthetic_e2e.py"
+    )
+
+
+def test_to_csv_round_trips(tmp_path):
+    from prefixlab.data import synthetic_e2e
+
+    data = synthetic_e2e("validation", n_mrs=5)
+    assert load_e2e(data.to_csv(tmp_path / "x" / "dev.csv")).pairs == data.pairs
