@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from prefixlab.data import encode_for_generation, parse_mr
+from prefixlab.data import encode_for_generation, encode_for_training, parse_mr
 
 # -- slot phrasings ----------------------------------------------------------------------------
 
@@ -381,6 +381,50 @@ def validation_loss(
     if count == 0:
         raise ValueError("The validation set has no target tokens (all labels are -100).")
     return total / count
+
+
+def mismatched_pairs(pairs: Sequence[tuple[str, str]], shift: int = 1) -> list[tuple[str, str]]:
+    """Each reference given the MR of another group: the distinct MRs, in first-seen order,
+    are rotated by `shift`, so every reference keeps its place but describes another table."""
+    mrs = list(dict.fromkeys(mr for mr, _ in pairs))
+    if len(mrs) < 2:
+        raise ValueError(f"Need at least 2 distinct MRs to mismatch them, got {len(mrs)}.")
+    if isinstance(shift, bool) or not isinstance(shift, int) or shift % len(mrs) == 0:
+        raise ValueError(
+            f"shift must be an int that moves every MR (not a multiple of {len(mrs)})."
+        )
+    other = {mr: mrs[(i + shift) % len(mrs)] for i, mr in enumerate(mrs)}
+    return [(other[mr], ref) for mr, ref in pairs]
+
+
+def table_gain(
+    adapted,
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    max_length: int = 224,
+    batch_size: int = 16,
+    max_batches: int | None = None,
+    overflow: str = "error",
+) -> dict[str, float]:
+    """How much a model reads the table: validation loss with the wrong MR minus with the right.
+
+    Each reference is scored twice, after its own MR and after another one
+    (`mismatched_pairs`). A model that ignores the MR scores both alike (gain about 0); one
+    that reads it predicts the names and values in the text much better after the right MR.
+
+    Returns:
+        {"loss_right_mr", "loss_wrong_mr", "table_gain"} in nats per target token.
+    `max_length` and `overflow` go to `encode_for_training`.
+    """
+    pairs = list(pairs)
+
+    def loss(rows):
+        encoded = encode_for_training(tokenizer, rows, max_length, overflow=overflow)
+        return validation_loss(adapted, encoded, batch_size, max_batches)
+
+    right, wrong = loss(pairs), loss(mismatched_pairs(pairs))
+    return {"loss_right_mr": right, "loss_wrong_mr": wrong, "table_gain": wrong - right}
 
 
 def _check_encoded(encoded, keys) -> None:

@@ -40,7 +40,13 @@ import torch
 from torch import nn
 
 from prefixlab.config import DEFAULT_LR, RunConfig, TrainConfig, active_preset
-from prefixlab.evaluate import corpus_bleu, generate_texts, slot_error_rate, validation_loss
+from prefixlab.evaluate import (
+    corpus_bleu,
+    generate_texts,
+    slot_error_rate,
+    table_gain,
+    validation_loss,
+)
 
 STOP_REASONS = ("completed", "nan", "interrupted", "stopped")
 
@@ -921,6 +927,8 @@ def _run(config: RunConfig, *, progress: bool):
         )
     history.config["run"] = _jsonable(config.to_dict())
     row = _row(config, adapted, history)
+    if history.stopped_reason in ("completed", "stopped"):  # not NaN weights, not interrupted
+        row.update(_table_gain(config, adapted, tokenizer))
     if config.eval_mrs and history.stopped_reason != "interrupted":
         try:
             scores = _generation_scores(config, adapted, tokenizer, history)
@@ -931,6 +939,19 @@ def _run(config: RunConfig, *, progress: bool):
         row.update(scores)
         row["stopped_reason"] = history.stopped_reason
     return row, history, adapted
+
+
+def _table_gain(config: RunConfig, adapted, tokenizer) -> dict:
+    """`table_gain` on the validation pairs the run validates on (the same batches)."""
+    t = config.train
+    pairs = _dataset(config, "validation", config.n_val_mrs, "n_val_mrs").pairs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # over-long pairs are skipped, as in validation
+        return table_gain(
+            adapted, tokenizer, pairs, max_length=t.max_length,
+            batch_size=t.eval_batch_size or t.batch_size, max_batches=t.eval_batches,
+            overflow="skip",
+        )  # fmt: skip
 
 
 def _generation_scores(config, adapted, tokenizer, history: History) -> dict:
@@ -977,6 +998,9 @@ def _row(config: RunConfig, adapted, history: History) -> dict:
         seconds=history.time[-1] if history.time else 0.0,
         bleu=math.nan,
         slot_error_rate=math.nan,
+        loss_right_mr=math.nan,
+        loss_wrong_mr=math.nan,
+        table_gain=math.nan,
     )
     return row
 
@@ -1037,7 +1061,8 @@ def run_grid(
     Returns:
         (table, histories): a pandas DataFrame with one row per distinct run (columns: run_id,
         label, every config field, trainable_params, losses, bleu, slot_error_rate, spikes,
-        ...) and {run_id: History}. Ctrl-C stops the grid and returns the runs finished so far.
+        table_gain (`evaluate.table_gain`: how much the run reads the MR), ...) and
+        {run_id: History}. Ctrl-C stops the grid and returns the runs finished so far.
     """
     import pandas as pd
     from tqdm.auto import tqdm

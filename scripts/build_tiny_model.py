@@ -5,9 +5,12 @@
 
 Steps, all seeded:
 
-1. Pretraining text: `synthetic_sentences` — restaurant descriptions realized from
-   training-split MRs only. No MR is ever shown to the model, so reading the table is left
-   to prefix tuning and prompt tuning. Held-out text: references of validation-split MRs.
+1. Pretraining text: `synthetic_pretraining_corpus` — restaurant descriptions realized from
+   training-split MRs only, 40% of them preceded by their facts in a plain `key=value` sheet
+   of the corpus's own (`fact_sheet`). The sheets teach the model to copy from its context,
+   as web text teaches real language models; E2E's `name[...]` format never appears, so
+   reading an MR is left to prefix tuning and prompt tuning. Held-out text: references of
+   validation-split MRs.
 2. A byte-level BPE tokenizer (`tokenizers`) trained on that text, with one special token,
    `<|endoftext|>`, used as bos, eos and pad.
 3. A GPT-2 trained as a language model on the text packed into a stream
@@ -35,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a plain checkout without installing
 
-from prefixlab.data import synthetic_e2e, synthetic_sentences  # noqa: E402
+from prefixlab.data import fact_sheet, synthetic_e2e, synthetic_pretraining_corpus  # noqa: E402
 
 EOS = "<|endoftext|>"
 
@@ -45,6 +48,7 @@ class BuildConfig:
     """Everything that decides the result. Two presets: `full` (shipped) and `quick` (tests)."""
 
     n_sentences: int = 80_000  # pretraining realizations (train-split MRs)
+    fact_share: float = 0.4  # of them preceded by a fact sheet (teaches copying from context)
     n_heldout_mrs: int = 200  # validation-split MRs whose references measure held-out loss
     vocab_size: int = 2048  # BPE vocabulary, special token included
     n_layer: int = 4
@@ -136,6 +140,47 @@ def mean_loss(model, batches: list[torch.Tensor]) -> float:
     return sum(losses) / len(losses)
 
 
+@torch.no_grad()
+def context_checks(model, tokenizer, pairs: list[tuple[str, str]], seed: int) -> dict:
+    """Can the model use its context? Mean loss (nats/token) on held-out descriptions:
+
+    - `plain`: the description alone, after `<|endoftext|>`;
+    - `after_facts`: the same description after its own fact sheet (validation MRs, never
+      seen in training): lower than plain when the model reads and copies the facts;
+    - `after_other_facts`: after the fact sheet of another MR: the facts must be the right ones;
+    - `repeated`: the description's second copy, right after the first (copying anything).
+    """
+    import random
+
+    model.eval()
+    eos = tokenizer.eos_token_id
+    rng = random.Random(seed)
+
+    def ids(text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def scored(context: list[int], target: list[int]) -> float:
+        full = torch.tensor([context + target])
+        logits = model(input_ids=full).logits[0, len(context) - 1 : -1]
+        return torch.nn.functional.cross_entropy(logits, full[0, len(context) :]).item()
+
+    sums = {"plain": 0.0, "after_facts": 0.0, "after_other_facts": 0.0, "repeated": 0.0}
+    others = [mr for mr, _ in pairs[1:]] + [pairs[0][0]]
+    used, limit = 0, model.config.n_positions
+    for (mr, text), other in zip(pairs, others, strict=True):
+        target = ids(" " + text)
+        own, wrong = ids(" " + fact_sheet(mr, rng) + "\n"), ids(" " + fact_sheet(other, rng) + "\n")
+        if 2 + max(len(own), len(wrong), len(target)) + len(target) > limit:
+            continue  # does not fit the context (only in --quick builds)
+        used += 1
+        sums["plain"] += scored([eos], target)
+        sums["after_facts"] += scored([eos] + own, target)
+        sums["after_other_facts"] += scored([eos] + wrong, target)
+        sums["repeated"] += scored([eos] + target + [eos], target)
+    model.train()
+    return {k: round(v / max(1, used), 4) for k, v in sums.items()} | {"texts": used}
+
+
 def lr_at(step: int, cfg: BuildConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -156,10 +201,14 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
     torch.set_num_threads(cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
 
-    texts = synthetic_sentences(cfg.n_sentences, seed=cfg.seed)
+    texts = synthetic_pretraining_corpus(cfg.n_sentences, seed=cfg.seed, fact_share=cfg.fact_share)
     heldout = synthetic_e2e("validation", n_mrs=cfg.n_heldout_mrs, refs_per_mr=4, seed=cfg.seed)
     heldout_texts = [ref for _, ref in heldout.pairs]
-    log(f"corpus: {len(texts)} sentences; held-out: {len(heldout_texts)} references")
+    n_sheets = sum("\n" in t for t in texts)
+    log(
+        f"corpus: {len(texts)} descriptions ({n_sheets} after a fact sheet); held-out: "
+        f"{len(heldout_texts)} references"
+    )
 
     tokenizer = train_tokenizer([" " + t for t in texts], cfg.vocab_size)
     train_stream = token_stream(tokenizer, texts)
@@ -235,6 +284,9 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
     train_minutes = (time.time() - t_train) / 60
 
     model.eval()
+    checks_pairs = heldout.pairs[:: max(1, len(heldout.pairs) // 100)][:100]
+    checks = context_checks(model, tokenizer, checks_pairs, cfg.seed)
+    log(f"context checks (nats/token): {checks}")
     model.generation_config = GenerationConfig(
         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos, max_new_tokens=80
     )
@@ -258,6 +310,9 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
         "n_params": n_params,
         "vocab_size": len(tokenizer),
         "corpus_sentences": len(texts),
+        "corpus_fact_sheets": n_sheets,
+        "context_checks": checks,
+        "context_check_texts": checks.pop("texts"),
         "corpus_tokens": int(len(train_stream)),
         "heldout_references": len(heldout_texts),
         "heldout_tokens": int(len(heldout_stream)),
@@ -322,14 +377,22 @@ laptop CPU: tuning a prefix or a soft prompt for a few hundred steps takes secon
 
 ## Training data
 
-{info["corpus_sentences"]:,} restaurant descriptions ({info["corpus_tokens"]:,} tokens) made by
-`prefixlab.data.synthetic_sentences(n, seed={cfg["seed"]})`: this project's own generator
-(invented names, many sentence plans, synonyms, aggregation and negation). Every description
-realizes an MR of the *training* split; no validation or test MR is realized in the corpus.
-**No meaning representation appears in the text**: the model has never seen `name[...]`,
-brackets or the `||` separator, so conditioning on the table has to be learned by the tuning
-methods. Each text is preceded by a space and followed by `<|endoftext|>`, as targets are in
-`prefixlab.data.encode_for_training`.
+{info["corpus_sentences"]:,} restaurant descriptions ({info["corpus_tokens"]:,} tokens in all) made by
+`prefixlab.data.synthetic_pretraining_corpus(n, seed={cfg["seed"]}, fact_share={cfg["fact_share"]})`:
+this project's own generator (invented names, many sentence plans, synonyms, aggregation and
+negation). Every description realizes an MR of the *training* split; no validation or test MR
+is realized in the corpus. {info["corpus_fact_sheets"]:,} of them ({100 * info["corpus_fact_sheets"] / info["corpus_sentences"]:.0f}%) come after their facts
+in a plain sheet of the corpus's own, one line such as
+`cuisine=Italian; name=Juniper Hall; area=riverside` (`prefixlab.data.fact_sheet`: other
+keys than E2E's, any order). The sheets are what teaches the model to copy names and values
+from its context, as tables and lists on the web teach real language models. An earlier
+build without them could not copy at all, and then no prefix or soft prompt could make it
+follow an MR (slot error rates stayed near 0.83, what texts that ignore the MR score): both
+methods steer what a frozen model can already do, neither changes its weights.
+**E2E's MR format never appears in the text**: the model has never seen `name[...]`,
+brackets, E2E's slot names or the `||` separator, so reading an MR has to be learned by the
+tuning methods. Each text is preceded by a space and followed by `<|endoftext|>`, as targets
+are in `prefixlab.data.encode_for_training`.
 
 Held-out text: {info["heldout_references"]} references ({info["heldout_tokens"]:,} tokens) of
 {cfg["n_heldout_mrs"]} validation-split MRs, never seen in training.
@@ -353,6 +416,21 @@ Training took {info["train_minutes"]:.1f} minutes wall clock ({info["total_minut
 on {info["machine"]} (torch {info["versions"]["torch"]}, transformers
 {info["versions"]["transformers"]}).{load}
 
+Does it use its context? Mean loss in nats/token on {info["context_check_texts"]} held-out
+descriptions (`context_checks` in the build script), alone, after their own fact sheet
+(validation MRs: never seen), after another MR's sheet, and as the second copy of themselves:
+
+| description | loss |
+|---|---:|
+| alone | {info["context_checks"]["plain"]:.3f} |
+| after its own fact sheet | {info["context_checks"]["after_facts"]:.3f} |
+| after another MR's fact sheet | {info["context_checks"]["after_other_facts"]:.3f} |
+| repeated (second copy) | {info["context_checks"]["repeated"]:.3f} |
+
+Below "alone" after its own facts, above it after the wrong ones: it reads the facts it is
+given. A description's second copy scores about like the first: it copies facts from a
+sheet, the skill its corpus asks for, not any text that happens to repeat.
+
 Samples (top-k 20, after `<|endoftext|>`; the model invents the facts, it has no table):
 
 {samples}
@@ -375,12 +453,11 @@ digits. `--quick` makes a seconds-long smoke build into a temporary folder.
   plan), which no model can predict; equal train and held-out loss means it learned the
   language rather than memorizing sentences. Unconditioned samples can still contradict
   themselves (a bar, then a restaurant): four small layers hold little discourse state.
-- The MR is foreign text to it. In `name[The Copper Pot]` the first word of a value follows
-  `[` and splits into other pieces (`T`, `he`) than in a sentence (` The`), and slot names
-  such as `eatType` come out as fragments it never saw.
-- Alone it ignores any MR: it was never trained to read one. That is the point — the
-  tuning methods must learn it — so do not read its unconditioned samples as a baseline
-  quality.
+- The MR is foreign text to it: slot names such as `eatType`, brackets and `||` are
+  fragments it never saw. A value after `[` tokenizes as it does after `=` in a fact sheet
+  (`The| Copper| Pot`, no leading space), so what it learned to copy is there to copy.
+- It was never trained to read an E2E MR; the tuning methods must teach that. Do not read
+  its unconditioned samples as a baseline quality.
 - Findings at this scale need not hold for large models (prompt tuning in particular is
   known to close the gap only at billions of parameters).
 - English only; no safety training; for teaching and tests, not for deployment.

@@ -249,3 +249,26 @@ def test_evaluate_combines_everything(tiny_model):
 def test_validation_loss_bad_input(tiny_model):
     with pytest.raises(ValueError, match="encode_for_training"):
         validation_loss(adapted_for(tiny_model, "prefix"), {"input_ids": torch.ones(1, 2)})
+
+
+def test_mismatched_pairs_rotate_the_tables():
+    from prefixlab.evaluate import mismatched_pairs
+
+    pairs = [("a", "A1"), ("a", "A2"), ("b", "B1"), ("c", "C1")]
+    assert mismatched_pairs(pairs) == [("b", "A1"), ("b", "A2"), ("c", "B1"), ("a", "C1")]
+    with pytest.raises(ValueError, match="2 distinct"):
+        mismatched_pairs([("a", "A1"), ("a", "A2")])
+    with pytest.raises(ValueError, match="shift"):
+        mismatched_pairs(pairs, shift=3)
+
+
+def test_table_gain_is_wrong_minus_right():
+    from prefixlab import AdaptedModel, load_model
+    from prefixlab.data import synthetic_e2e
+    from prefixlab.evaluate import table_gain
+
+    model, tokenizer = load_model("tiny")
+    pairs = synthetic_e2e("validation", n_mrs=6, refs_per_mr=2).pairs
+    out = table_gain(AdaptedModel(model), tokenizer, pairs, batch_size=4)
+    assert out["table_gain"] == pytest.approx(out["loss_wrong_mr"] - out["loss_right_mr"])
+    assert 0 < out["loss_right_mr"] < 10 and 0 < out["loss_wrong_mr"] < 10

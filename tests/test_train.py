@@ -444,6 +444,8 @@ def test_fast_preset_on_the_tiny_model_learns(tmp_path, monkeypatch):
     row, history, _ = run_experiment(FAST.with_(method="prefix", eval_mrs=2), progress=False)
     assert history.stopped_reason == "completed"
     assert history.val_loss[-1] < history.val_loss[0] - 0.1
+    assert row["loss_right_mr"] == pytest.approx(history.final_val_loss, rel=1e-4)  # same batches
+    assert row["table_gain"] == pytest.approx(row["loss_wrong_mr"] - row["loss_right_mr"])
 
 
 def test_progress_can_be_switched_off_by_environment(monkeypatch):
