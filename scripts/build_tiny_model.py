@@ -352,12 +352,16 @@ def model_card(info: dict) -> str:
     )
     samples = "\n".join(f"- {s}" for s in info["samples"])
     cpu = f", {info['cpu_minutes']} CPU minutes" if "cpu_minutes" in info else ""
-    load = (
-        f" The 5-minute load average at the end was {info['load_average']}: above "
-        f"{cfg['threads']}, other jobs shared the CPU and stretched the wall-clock time."
-        if "load_average" in info
-        else ""
-    )
+    load = ""
+    if "load_average" in info:
+        load = f" The 5-minute load average at the end was {info['load_average']}"
+        if info["load_average"] > cfg["threads"] + 0.5:
+            load += (
+                f": above the build's {cfg['threads']} threads, other jobs shared the CPU and "
+                "stretched the wall-clock time."
+            )
+        else:
+            load += f", about the build's own {cfg['threads']} threads: little else was running."
     return f"""# tiny-gpt2: prefixlab's embedded default
 
 A small GPT-2, trained from scratch by this project, so that the whole lab runs offline on a
