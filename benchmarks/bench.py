@@ -304,9 +304,9 @@ VARIANTS: dict[str, tuple[str, Callable]] = {
 }
 
 
-def build_trainers(names, base, batch, P) -> tuple[dict[str, Trainer], list[str]]:
-    """Trainers for the names that can be built here, and notes for those skipped."""
-    return {name: VARIANTS[name][1](base, batch, P) for name in names}, []
+def build_trainers(names, base, batch, P) -> dict[str, Trainer]:
+    """One Trainer per variant name."""
+    return {name: VARIANTS[name][1](base, batch, P) for name in names}
 
 
 # -- measuring ------------------------------------------------------------------------------
@@ -619,16 +619,15 @@ class Results:
     # model -> variant -> phase -> seconds (and the matmul share)
     phases: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     p_sweep: dict[tuple[str, int, str], float] = field(default_factory=dict)  # (model, P, v)
-    skipped: list[str] = field(default_factory=list)
 
 
 def train_compare(names, base, batch, P, rounds, warmup, inner):
-    """Interleaved training steps of the named variants: trainers, samples, memory, notes."""
-    trainers, notes = build_trainers(names, base, batch, P)
+    """Interleaved training steps of the named variants: trainers, samples, memory."""
+    trainers = build_trainers(names, base, batch, P)
     mem = {name: training_memory(t) for name, t in trainers.items()}
     calls = {name: t.step for name, t in trainers.items()}
     samples = interleave(calls, rounds=rounds, warmup=warmup, inner=inner)
-    return trainers, samples, mem, notes
+    return trainers, samples, mem
 
 
 def memory_cells(m: dict[str, int], full_total: int | None) -> list[str]:
@@ -682,11 +681,10 @@ def section_training(report: Report, results: Results, base, settings: Settings)
     log("1. training step comparison (tiny model)")
     dims = model_dims(base)
     batch = make_batch(dims.vocab_size)
-    trainers, samples, mem, notes = train_compare(
+    trainers, samples, mem = train_compare(
         TRAIN_ORDER, base, batch, PREFIX, settings.rounds, settings.warmup, settings.inner
     )
     results.samples["tiny"], results.memory["tiny"] = samples, mem
-    results.skipped += notes
     full_total = mem.get("full", {}).get("total")
     rows = [
         [
@@ -715,7 +713,6 @@ def section_training(report: Report, results: Results, base, settings: Settings)
             ["step-time ratio", "median [IQR] of per-round ratios"],
             ratio_rows(results, "tiny", samples, TRAIN_RATIOS),
         ),
-        "\n".join(f"- {n}" for n in notes),
     )
 
     log("   profiling prefixlab vs PEFT, prefix vs full fine-tuning")
@@ -952,7 +949,7 @@ def section_p_sweep(report, results, model_name, base, p_values, rounds, inner, 
         if length < wanted:
             clipped.append(wanted)
         log(f"   P={length}")
-        trainers, samples, mem, _ = train_compare(names, base, batch, length, rounds, 1, inner)
+        trainers, samples, mem = train_compare(names, base, batch, length, rounds, 1, inner)
         for name in names:
             results.p_sweep[(model_name, length, name)] = statistics.median(samples[name])
             peer = PEERS.get(name)
@@ -1010,7 +1007,7 @@ def section_sizes(report, results, settings, tiny, threads) -> None:
             big = model_name == "gpt2-small"
             rounds = settings.big_rounds if big else max(3, settings.rounds // 2)
             batch = make_batch(model_dims(base).vocab_size)
-            trainers, samples, mem, _ = train_compare(
+            trainers, samples, mem = train_compare(
                 SIZE_NAMES, base, batch, PREFIX, rounds, 1, 1 if big else settings.inner
             )
             results.samples[model_name], results.memory[model_name] = samples, mem
@@ -1218,7 +1215,6 @@ def notes(results: Results) -> str:
             "the key axis of attention; soft tokens are P more positions through every layer, "
             "the LM head and the loss."
         )
-    items += results.skipped
     return "\n".join(f"- {item}" for item in items)
 
 

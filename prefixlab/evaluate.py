@@ -406,6 +406,7 @@ def table_gain(
     batch_size: int = 16,
     max_batches: int | None = None,
     overflow: str = "error",
+    right_loss: float | None = None,
 ) -> dict[str, float]:
     """How much a model reads the table: validation loss with the wrong MR minus with the right.
 
@@ -415,7 +416,9 @@ def table_gain(
 
     Returns:
         {"loss_right_mr", "loss_wrong_mr", "table_gain"} in nats per target token.
-    `max_length` and `overflow` go to `encode_for_training`.
+    `max_length` and `overflow` go to `encode_for_training`. `right_loss`: the loss after the
+    right MRs when it was already measured on these pairs and batches (a run's final
+    validation loss); measured here when None.
     """
     pairs = list(pairs)
 
@@ -423,7 +426,8 @@ def table_gain(
         encoded = encode_for_training(tokenizer, rows, max_length, overflow=overflow)
         return validation_loss(adapted, encoded, batch_size, max_batches)
 
-    right, wrong = loss(pairs), loss(mismatched_pairs(pairs))
+    right = loss(pairs) if right_loss is None else right_loss
+    wrong = loss(mismatched_pairs(pairs))
     return {"loss_right_mr": right, "loss_wrong_mr": wrong, "table_gain": wrong - right}
 
 

@@ -8,6 +8,7 @@ embedded default so the notebook can keep going.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 
@@ -196,14 +197,19 @@ def cache_kwarg(model: nn.Module) -> str:
 
     transformers up to 5.23 calls it `past_key_values`; 5.24 renamed it `cache` and warns on
     the old name (removal announced for 5.40). Reading the forward signature keeps prefixlab
-    working, silently, on both sides of the rename.
+    working, silently, on both sides of the rename. It is read once per model class, not on
+    every forward pass.
     """
+    return _cache_kwarg_of(type(model))
+
+
+@functools.cache
+def _cache_kwarg_of(model_class: type) -> str:
     import inspect
 
-    forward = getattr(model, "forward", None)
     try:
-        names = inspect.signature(forward).parameters
-    except (TypeError, ValueError):  # not introspectable: assume the newer name only if known
+        names = inspect.signature(model_class.forward).parameters
+    except (AttributeError, TypeError, ValueError):  # not introspectable: the old name
         names = {}
     return "cache" if "cache" in names else "past_key_values"
 

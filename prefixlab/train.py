@@ -928,7 +928,7 @@ def _run(config: RunConfig, *, progress: bool):
     history.config["run"] = _jsonable(config.to_dict())
     row = _row(config, adapted, history)
     if history.stopped_reason in ("completed", "stopped"):  # not NaN weights, not interrupted
-        row.update(_table_gain(config, adapted, tokenizer))
+        row.update(_table_gain(config, adapted, tokenizer, history.final_val_loss))
     if config.eval_mrs and history.stopped_reason != "interrupted":
         try:
             scores = _generation_scores(config, adapted, tokenizer, history)
@@ -941,8 +941,9 @@ def _run(config: RunConfig, *, progress: bool):
     return row, history, adapted
 
 
-def _table_gain(config: RunConfig, adapted, tokenizer) -> dict:
-    """`table_gain` on the validation pairs the run validates on (the same batches)."""
+def _table_gain(config: RunConfig, adapted, tokenizer, right_loss: float) -> dict:
+    """`table_gain` on the validation pairs the run validates on (the same batches); the
+    right-MR loss is the run's final validation loss, already measured on the final weights."""
     t = config.train
     pairs = _dataset(config, "validation", config.n_val_mrs, "n_val_mrs").pairs
     with warnings.catch_warnings():
@@ -950,7 +951,7 @@ def _table_gain(config: RunConfig, adapted, tokenizer) -> dict:
         return table_gain(
             adapted, tokenizer, pairs, max_length=t.max_length,
             batch_size=t.eval_batch_size or t.batch_size, max_batches=t.eval_batches,
-            overflow="skip",
+            overflow="skip", right_loss=right_loss,
         )  # fmt: skip
 
 

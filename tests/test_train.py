@@ -441,10 +441,25 @@ def test_stability_summary(lab, tmp_path, monkeypatch):
 )  # fmt: skip
 def test_fast_preset_on_the_tiny_model_learns(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "cache"))
-    row, history, _ = run_experiment(FAST.with_(method="prefix", eval_mrs=2), progress=False)
+    config = FAST.with_(method="prefix", eval_mrs=2)
+    row, history, adapted = run_experiment(config, progress=False)
     assert history.stopped_reason == "completed"
     assert history.val_loss[-1] < history.val_loss[0] - 0.1
     assert row["loss_right_mr"] == pytest.approx(history.final_val_loss, rel=1e-4)  # same batches
+    # The run reuses its final validation loss as the right-MR loss: measured afresh on the
+    # same pairs and batches it must be the same number.
+    from prefixlab.data import load_e2e
+    from prefixlab.evaluate import table_gain
+    from prefixlab.train import base_model
+
+    t = config.train
+    pairs = load_e2e(config.data, "validation").subset(config.n_val_mrs, seed=config.data_seed)
+    fresh = table_gain(
+        adapted, base_model(config)[1], pairs.pairs, max_length=t.max_length,
+        batch_size=t.eval_batch_size or t.batch_size, max_batches=t.eval_batches, overflow="skip",
+    )  # fmt: skip
+    assert fresh["loss_right_mr"] == pytest.approx(history.final_val_loss, rel=1e-5)
+    assert fresh["loss_wrong_mr"] == pytest.approx(row["loss_wrong_mr"], rel=1e-5)
     assert row["table_gain"] == pytest.approx(row["loss_wrong_mr"] - row["loss_right_mr"])
 
 
