@@ -12,8 +12,7 @@ The pieces, one module per idea:
 - attention.py  pure analysis: attention mass on the prefix, attention sink, entropy
 """
 
-__version__ = "0.1.0"
-
+from prefixlab._version import __version__
 from prefixlab.accounting import context_budget, parameter_counts
 from prefixlab.adapted import AdaptedModel, AdapterBank
 from prefixlab.artifacts import export_peft, import_peft, load_adapter, save_adapter
