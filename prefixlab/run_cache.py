@@ -118,11 +118,10 @@ def _prefixlab_imports(tree: ast.Module) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("prefixlab."))
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module == "prefixlab" or node.module.startswith("prefixlab."):
-                found.add(node.module)
-                # `from prefixlab.pkg import module` imports a module, not only a name
-                found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("prefixlab"):
+            found.add(node.module)
+            # `from prefixlab.pkg import module` imports a module, not only a name
+            found.update(f"{node.module}.{a.name}" for a in node.names)
     return found
 
 
