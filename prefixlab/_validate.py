@@ -78,6 +78,12 @@ def require_number(
     raise ValueError(f"{name} must be {what}{none}, got {value!r}.{_hint(hint)}")
 
 
+def require_bool(name: str, value) -> None:
+    """`value` is True or False (not 0, 1 or a string such as "no")."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}.")
+
+
 def did_you_mean(value, choices) -> str:
     """ " Did you mean 'x'?" for the closest choice, or "" when none is close."""
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)

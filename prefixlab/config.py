@@ -278,9 +278,9 @@ class RunConfig:
             train = {**train, "betas": tuple(train["betas"])}
         return cls(train=TrainConfig(**train), **data)
 
-    def flat(self) -> dict:
-        """The config as one flat dict: run fields, then training fields (a table row's
-        columns). Not to be confused with an adapter's `flat()`, its weight matrix."""
+    def to_row(self) -> dict:
+        """The config as one level of fields, run fields then training fields: the columns
+        a run contributes to a table row."""
         out = {k: v for k, v in self.to_dict().items() if k != "train"}
         out.update({k: v for k, v in dataclasses.asdict(self.train).items()})
         out["lr"] = self.lr

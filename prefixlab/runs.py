@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from prefixlab._validate import require_bool, require_number
 from prefixlab.adapted import AdaptedModel
 from prefixlab.config import RunConfig, active_preset
 from prefixlab.data import encode_for_training, load_e2e
@@ -180,6 +181,8 @@ def run_experiment(
         raise ValueError(
             f"config must be a RunConfig (e.g. prefixlab.config.FAST), got {type(config).__name__}."
         )
+    for name, value in (("cache", cache), ("progress", progress), ("return_model", return_model)):
+        require_bool(name, value)
     if overrides:
         config = config.with_(**overrides)
     config = canonical(config)
@@ -275,7 +278,7 @@ def _generation_scores(config, adapted, tokenizer, history: History) -> dict:
 
 
 def _row(config: RunConfig, adapted, history: History) -> dict:
-    flat = config.flat()
+    flat = config.to_row()
     row_of_method = method(config.method)
     if not row_of_method.uses_prefix_length:
         for name in ("prefix_length", "init", "init_text"):
@@ -367,6 +370,8 @@ def run_grid(
         {run_id: History}. Ctrl-C stops the grid and returns the runs finished so far.
     """
     base = active_preset() if base is None else base
+    require_bool("cache", cache)
+    require_bool("progress", progress)
     configs = grid_configs(base, **axes)
     rows, histories = [], {}
     bar = tqdm(
@@ -411,8 +416,10 @@ def lr_sweep(
     base = active_preset() if base is None else base
     if overrides:
         base = base.with_(**overrides)
-    if not lrs or any(not isinstance(lr, (int, float)) or lr <= 0 for lr in lrs):
-        raise ValueError(f"lrs must be positive numbers, got {lrs!r}.")
+    if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Sequence) or not lrs:
+        raise ValueError(f"lrs must be a non-empty list of learning rates, got {lrs!r}.")
+    for lr in lrs:
+        require_number("each of lrs", lr, above=0, hint="E.g. lrs=(1e-3, 1e-2, 1e-1).")
     table, histories = run_grid(
         base, method=list(methods), lr=list(lrs), seed=list(seeds), cache=cache, progress=progress
     )

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from prefixlab._validate import require_bool
 from prefixlab.config import RunConfig, TrainConfig, active_preset
 from prefixlab.data import encode_for_training, iterate_batches
 from prefixlab.evaluate import validation_loss
@@ -234,6 +235,7 @@ def train(
             f"config must be a TrainConfig or RunConfig, got {type(config).__name__}; "
             "e.g. prefixlab.config.FAST.train."
         )
+    require_bool("progress", progress)
     if callback is not None and not callable(callback):
         raise ValueError("callback must be callable as callback(history), or None.")
     params = [p for p in adapted.parameters() if p.requires_grad]

@@ -15,7 +15,7 @@ from prefixlab.config import FAST, RunConfig
 from prefixlab.data import load_e2e
 from prefixlab.evaluate import table_gain
 from prefixlab.run_cache import canonical, result_modules
-from prefixlab.runs import base_model, grid_configs, run_experiment, run_grid
+from prefixlab.runs import base_model, grid_configs, lr_sweep, run_experiment, run_grid
 from prefixlab.stability import stability_summary
 from prefixlab.train import History
 
@@ -182,3 +182,14 @@ def test_every_module_a_run_executes_is_fingerprinted(lab, tmp_path, monkeypatch
     assert {package / "train.py", package / "prefix.py", package / "lora.py"} <= executed
     missing = sorted(str(p.relative_to(package)) for p in executed - fingerprinted)
     assert not missing, f"run code missing from run_cache.result_modules(): {missing}"
+
+
+def test_run_options_are_checked_before_anything_runs():
+    with pytest.raises(ValueError, match="cache must be True or False"):
+        run_experiment(FAST, cache="no")
+    with pytest.raises(ValueError, match="progress must be True or False"):
+        run_grid(FAST, progress=1, method=["prefix"])
+    with pytest.raises(ValueError, match="each of lrs must be a positive number"):
+        lr_sweep(FAST, lrs=[1e-2, 0])
+    with pytest.raises(ValueError, match="non-empty list"):
+        lr_sweep(FAST, lrs=3e-2)

@@ -175,6 +175,8 @@ def test_train_refuses_bad_calls(tiny_model, encoded):
         train(prefix, encoded, {"steps": 3})
     with pytest.raises(ValueError, match="callback must be callable"):
         train(prefix, encoded, QUICK, callback=3)
+    with pytest.raises(ValueError, match="progress must be True or False"):
+        train(prefix, encoded, QUICK, progress="off")
 
 
 # -- History and stability measures ----------------------------------------------------------
