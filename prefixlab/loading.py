@@ -214,7 +214,11 @@ def cache_kwarg(model: nn.Module) -> str:
 def _cache_kwarg_of(model_class: type) -> str:
     try:
         names = inspect.signature(model_class.forward).parameters
-    except (AttributeError, TypeError, ValueError):  # not introspectable: the old name
+    except (
+        AttributeError,
+        TypeError,
+        ValueError,
+    ):  # not introspectable: the name every version knows
         names = {}
     return "cache" if "cache" in names else "past_key_values"
 

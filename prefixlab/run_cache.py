@@ -215,7 +215,7 @@ def _cache_paths(key: str) -> tuple[Path, Path]:
     return folder / f"{key}.json", folder / f"{key}.safetensors"
 
 
-def trainable_count(adapted: nn.Module) -> int:
+def n_trainable_parameters(adapted: nn.Module) -> int:
     """Number of parameters of `adapted` that require grad."""
     return sum(p.numel() for p in adapted.parameters() if p.requires_grad)
 
@@ -254,7 +254,7 @@ def read_entry(key: str) -> dict | None:
 def save_entry(key: str, config: RunConfig, row: dict, history: History, adapted) -> None:
     """Write a run: its JSON, and its trained parameters when there are few enough."""
     path, weights = _cache_paths(key)
-    if config.method != "none" and trainable_count(adapted) <= MAX_CACHED_PARAMETERS:
+    if config.method != "none" and n_trainable_parameters(adapted) <= MAX_CACHED_PARAMETERS:
         weights.parent.mkdir(parents=True, exist_ok=True)
         tmp = weights.with_suffix(f".tmp{os.getpid()}")
         save_file(_trainable_state(adapted), str(tmp))

@@ -42,10 +42,10 @@ from prefixlab.prompt import PromptTuning
 from prefixlab.run_cache import (
     canonical,
     load_trained,
+    n_trainable_parameters,
     read_entry,
     run_key,
     save_entry,
-    trainable_count,
 )
 from prefixlab.stability import count_spikes, final_loss, stability_summary
 from prefixlab.train import History, jsonable, progress_enabled, train
@@ -291,7 +291,7 @@ def _row(config: RunConfig, adapted, history: History) -> dict:
         flat["lr"] = None
     row = {"label": _label(config), **flat}
     row.update(
-        trainable_params=trainable_count(adapted) if config.method != "none" else 0,
+        trainable_params=n_trainable_parameters(adapted) if config.method != "none" else 0,
         steps_done=history.steps_done,
         stopped_reason=history.stopped_reason,
         final_train_loss=final_loss(history, which="train"),
