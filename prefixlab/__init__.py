@@ -8,12 +8,15 @@ The pieces, one module per idea:
 - adapted.py    AdaptedModel: feeds either to the frozen model (forward, generate), AdapterBank
 - artifacts.py  save/load (safetensors + JSON), PEFT export/import
 - accounting.py parameter counts and context budget
+- methods.py    the table of methods: labels, colour, adapter, default learning rate, inits
 - hooks.py      record_attention: attention probabilities per layer and head, TransformerLens names
 - attention.py  pure analysis: attention mass on the prefix, attention sink, entropy
+
+Training and experiments: config.py (RunConfig, presets), train.py (the loop), runs.py
+(whole runs and grids), run_cache.py (the on-disk cache), stability.py (loss measures).
 """
 
-__version__ = "0.1.0"
-
+from prefixlab._version import __version__
 from prefixlab.accounting import context_budget, parameter_counts
 from prefixlab.adapted import AdaptedModel, AdapterBank
 from prefixlab.artifacts import export_peft, import_peft, load_adapter, save_adapter

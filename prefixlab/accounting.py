@@ -7,17 +7,12 @@ allocates no memory).
 
 from __future__ import annotations
 
+import pandas as pd
 import torch
 
+from prefixlab._validate import require_int
 from prefixlab.loading import ModelDims, model_dims
-
-METHOD_LABELS = {
-    "prefix": "prefix tuning (direct)",
-    "prefix+mlp": "prefix tuning + MLP (while training)",
-    "prompt": "prompt tuning",
-    "lora": "LoRA",
-    "full": "full fine-tuning",
-}
+from prefixlab.methods import METHOD_TABLE
 
 
 def prefix_parameters(dims: ModelDims, prefix_length: int) -> int:
@@ -82,12 +77,9 @@ def parameter_counts(
         of values saved after training: the MLP is discarded, so prefix+mlp stores the
         direct prefix).
     """
-    if isinstance(prefix_length, bool) or not isinstance(prefix_length, int) or prefix_length < 1:
-        raise ValueError(f"prefix_length must be an int >= 1, got {prefix_length!r}.")
-    if not isinstance(lora_rank, int) or lora_rank < 1:
-        raise ValueError(f"lora_rank must be an int >= 1, got {lora_rank!r}.")
-    if not isinstance(mlp_hidden, int) or mlp_hidden < 1:
-        raise ValueError(f"mlp_hidden must be an int >= 1, got {mlp_hidden!r}.")
+    require_int("prefix_length", prefix_length, low=1, hint="Try 10.")
+    require_int("lora_rank", lora_rank, low=1, hint="Try 8.")
+    require_int("mlp_hidden", mlp_hidden, low=1, hint="512 in the paper.")
     dims = model_dims(model_or_config)
     base = base_parameters(model_or_config)
     prefix = prefix_parameters(dims, prefix_length)
@@ -100,13 +92,14 @@ def parameter_counts(
     }
     return [
         {
-            "method": method,
-            "label": METHOD_LABELS[method],
-            "trainable": trainable,
-            "percent_of_base": 100.0 * trainable / base,
-            "stored": stored,
+            "method": row.name,
+            "label": row.label,
+            "trainable": counts[row.name][0],
+            "percent_of_base": 100.0 * counts[row.name][0] / base,
+            "stored": counts[row.name][1],
         }
-        for method, (trainable, stored) in counts.items()
+        for row in METHOD_TABLE  # the table's order, "none" (nothing to count) left out
+        if row.name in counts
     ]
 
 
@@ -160,8 +153,6 @@ def reference_configs() -> dict:
 
 def accounting_table(models: dict, prefix_length: int = 10, **kwargs):
     """A tidy pandas table of `parameter_counts` for several models (name -> model or config)."""
-    import pandas as pd
-
     rows = []
     for name, model_or_config in models.items():
         for row in parameter_counts(model_or_config, prefix_length, **kwargs):

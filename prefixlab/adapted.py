@@ -20,7 +20,7 @@ from transformers import DynamicCache
 from transformers.modeling_outputs import CausalLMOutput
 
 from prefixlab.loading import cache_kwarg, model_dims
-from prefixlab.prefix import PrefixTuning
+from prefixlab.prefix import PrefixTuning, split_key_values
 from prefixlab.prompt import PromptTuning
 
 
@@ -69,10 +69,6 @@ class AdapterBank(nn.Module):
         """Per-row adapter matrices. Returns [B, P, width] (width of one adapter's flat())."""
         stack = torch.stack([a.flat() for a in self.adapters])  # [n_tasks, P, width]
         return stack[self.task_index(task_ids).to(stack.device)]
-
-
-def _is_prefix(adapter) -> bool:
-    return adapter is not None and adapter.method == "prefix"
 
 
 class AdaptedModel(nn.Module):
@@ -153,7 +149,7 @@ class AdaptedModel(nn.Module):
         if self.adapter.method == "prefix":
             if repeat > 1:
                 rows = rows.repeat_interleave(repeat, dim=0)
-            pairs = _split_rows(rows, self.dims)
+            pairs = split_key_values(rows, self.dims)
             cache = DynamicCache(ddp_cache_data=pairs, config=self.model.config)
             return {
                 "input_ids": input_ids,
@@ -212,7 +208,7 @@ class AdaptedModel(nn.Module):
             input_ids, attention_mask, task_ids, repeat=max(num_beams, num_return)
         )
         inputs.pop("position_ids")  # generate derives positions from the mask at every step
-        generate_kwargs.setdefault("pad_token_id", _pad_id(self.model))
+        generate_kwargs.setdefault("pad_token_id", _generation_pad_id(self.model))
         if "inputs_embeds" in inputs:
             new = self.model.generate(**inputs, **generate_kwargs)  # only the new tokens
             prompt = input_ids.repeat_interleave(num_return, dim=0)
@@ -220,13 +216,8 @@ class AdaptedModel(nn.Module):
         return self.model.generate(**inputs, **generate_kwargs)
 
 
-def _split_rows(rows: torch.Tensor, dims) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    from prefixlab.prefix import split_key_values
-
-    return split_key_values(rows, dims)
-
-
-def _pad_id(model) -> int | None:
+def _generation_pad_id(model) -> int | None:
+    """The pad id `generate` should use: the model's own, else its (first) eos id."""
     config = model.generation_config if hasattr(model, "generation_config") else model.config
     pad = getattr(config, "pad_token_id", None)
     if pad is None:

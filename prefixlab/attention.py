@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from prefixlab._validate import require_int
+
 
 def _check_pattern(pattern: torch.Tensor, prefix_length: int = 0) -> None:
     if not isinstance(pattern, torch.Tensor) or pattern.dim() not in (4, 5):
@@ -33,8 +35,7 @@ def _check_pattern(pattern: torch.Tensor, prefix_length: int = 0) -> None:
             f"[layer, batch, head, query_pos, key_pos]; got {shape}. Use cache['pattern', l] "
             "or cache.stacked()."
         )
-    if isinstance(prefix_length, bool) or not isinstance(prefix_length, int):
-        raise ValueError(f"prefix_length must be an int >= 0, got {prefix_length!r}.")
+    require_int("prefix_length", prefix_length, low=0, hint="0 for a model without adapter.")
     if not 0 <= prefix_length <= pattern.shape[-1]:
         raise ValueError(
             f"prefix_length={prefix_length} does not fit the key axis of {pattern.shape[-1]} "

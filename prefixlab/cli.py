@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from prefixlab._version import __version__
+from prefixlab.runner import run_notebooks
+
 
 def build_parser() -> argparse.ArgumentParser:
-    from prefixlab import __version__
-
     parser = argparse.ArgumentParser(
         prog="prefixlab",
         description="prefix tuning vs prompt tuning on a frozen language model: the lab's tools.",
@@ -32,8 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run-notebooks":
-        from prefixlab.runner import run_notebooks
-
         return run_notebooks(
             args.notebooks or None, out=args.out, fast=args.fast, inplace=args.inplace
         )

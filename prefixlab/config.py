@@ -8,7 +8,7 @@
 
 A `TrainConfig` says how to optimise (steps, batch, learning-rate schedule, clipping, when to
 validate). A `RunConfig` says what to train (method, prefix length, model, data) and holds a
-`TrainConfig`. Both are frozen, so a config can key the on-disk cache (see train.py), and both
+`TrainConfig`. Both are frozen, so a config can key the on-disk cache (see run_cache.py), and both
 check every field when built, raising a ValueError that says how to fix the call.
 
 Presets (env var PREFIXLAB_PRESET picks one for `active_preset()`):
@@ -21,59 +21,37 @@ Presets (env var PREFIXLAB_PRESET picks one for `active_preset()`):
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
+import types
+import warnings
 from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from prefixlab._validate import (
+    did_you_mean,
+    is_number,
+    require_choice,
+    require_int,
+    require_number,
+)
+from prefixlab.data import _offline
+from prefixlab.methods import METHOD_TABLE, METHODS, method
 
 SCHEDULES = ("linear", "cosine", "constant")
-METHODS = ("none", "prompt", "prefix", "prefix+mlp", "lora", "full")
-PREFIX_INITS = ("random", "zero", "vocab", "text")
-PROMPT_INITS = ("random", "vocab", "text", "mean")
 EVAL_SPLITS = ("validation", "test")
 PRESET_ENV = "PREFIXLAB_PRESET"
 
-# Peak learning rates that work on the embedded tiny model (REFERENCE.md and our own runs).
-# Direct prefixes and soft prompts want rates far above the paper's 5e-5; the MLP form a
-# smaller one. Used when TrainConfig.lr is None.
-DEFAULT_LR = {
-    "prompt": 3e-2,
-    "prefix": 3e-2,
-    "prefix+mlp": 3e-3,
-    "lora": 3e-3,
-    "full": 5e-4,
-    "none": 0.0,
-}
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _require_int(name: str, value, *, low: int, hint: str = "", allow_none: bool = False):
-    if allow_none and value is None:
-        return
-    if not _is_int(value) or value < low:
-        extra = f" {hint}" if hint else ""
-        none = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be an int >= {low}{none}, got {value!r}.{extra}")
-
-
-def _require_choice(name: str, value, choices, hint: str = ""):
-    if value not in choices:
-        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-        extra = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}.{extra}{hint}")
+# Peak learning rate per method when TrainConfig.lr is None: a read-only view of the
+# `prefixlab.methods` table, kept under this name because the notebooks cite it.
+DEFAULT_LR = types.MappingProxyType({m.name: m.default_lr for m in METHOD_TABLE})
 
 
 def _unknown_field(cls, key: str, valid) -> ValueError:
-    close = difflib.get_close_matches(key, list(valid), n=1)
-    extra = f" Did you mean {close[0]!r}?" if close else ""
-    return ValueError(f"{cls.__name__} has no field {key!r}.{extra} Fields: {', '.join(valid)}.")
+    return ValueError(
+        f"{cls.__name__} has no field {key!r}.{did_you_mean(key, valid)} "
+        f"Fields: {', '.join(valid)}."
+    )
 
 
 @dataclass(frozen=True)
@@ -97,52 +75,44 @@ class TrainConfig:
     max_length: int = 128  # longest (source + text) in tokens; longer pairs are skipped
 
     def __post_init__(self):
-        _require_int("steps", self.steps, low=1, hint="Try 300 (CPU) or 30 (FAST).")
-        _require_int("batch_size", self.batch_size, low=1, hint="Try 16.")
-        if self.lr is not None and (not _is_number(self.lr) or self.lr <= 0):
-            raise ValueError(
-                f"lr must be a positive number or None (the method's default), got {self.lr!r}. "
-                "Try 3e-2 for direct prefixes and soft prompts, 3e-3 for the MLP."
-            )
-        if not _is_number(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}.")
+        require_int("steps", self.steps, low=1, hint="Try 300 (CPU) or 30 (FAST).")
+        require_int("batch_size", self.batch_size, low=1, hint="Try 16.")
+        require_number(
+            "lr", self.lr, above=0, allow_none=True,
+            hint="None = the method's default; try 3e-2 for direct prefixes and soft prompts, "
+            "3e-3 for the MLP.",
+        )  # fmt: skip
+        require_number("weight_decay", self.weight_decay, at_least=0, hint="Try 0.0.")
         betas = self.betas
         if (
             not isinstance(betas, (tuple, list))
             or len(betas) != 2
-            or not all(_is_number(b) and 0 <= b < 1 for b in betas)
+            or not all(is_number(b) and 0 <= b < 1 for b in betas)
         ):
             raise ValueError(
                 f"betas must be two numbers in [0, 1), got {betas!r}; try (0.9, 0.999)."
             )
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
-        _require_int("warmup_steps", self.warmup_steps, low=0, allow_none=True)
+        require_int("warmup_steps", self.warmup_steps, low=0, allow_none=True)
         if self.warmup_steps is not None and self.warmup_steps >= self.steps:
             raise ValueError(
                 f"warmup_steps={self.warmup_steps} leaves no steps after warmup (steps="
                 f"{self.steps}); choose warmup_steps < steps, e.g. {self.steps // 10}."
             )
-        if not _is_number(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
-            raise ValueError(
-                f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}; try 0.06."
-            )
-        _require_choice("schedule", self.schedule, SCHEDULES)
-        if not _is_number(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}.")
-        if self.clip_grad_norm is not None and (
-            not _is_number(self.clip_grad_norm) or self.clip_grad_norm <= 0
-        ):
-            raise ValueError(
-                f"clip_grad_norm must be a positive number, or None to switch clipping off; "
-                f"got {self.clip_grad_norm!r}."
-            )
-        _require_int(
+        require_number("warmup_ratio", self.warmup_ratio, at_least=0, below=1, hint="Try 0.06.")
+        require_choice("schedule", self.schedule, SCHEDULES)
+        require_number("min_lr_ratio", self.min_lr_ratio, at_least=0, at_most=1, hint="Try 0.0.")
+        require_number(
+            "clip_grad_norm", self.clip_grad_norm, above=0, allow_none=True,
+            hint="Pass None to switch clipping off; try 1.0.",
+        )  # fmt: skip
+        require_int(
             "eval_every", self.eval_every, low=1, allow_none=True, hint="None = only at the end."
         )
-        _require_int("eval_batches", self.eval_batches, low=1, allow_none=True, hint="None = all.")
-        _require_int("eval_batch_size", self.eval_batch_size, low=1, allow_none=True)
-        _require_int("seed", self.seed, low=0)
-        _require_int("max_length", self.max_length, low=8, hint="Try 128.")
+        require_int("eval_batches", self.eval_batches, low=1, allow_none=True, hint="None = all.")
+        require_int("eval_batch_size", self.eval_batch_size, low=1, allow_none=True)
+        require_int("seed", self.seed, low=0)
+        require_int("max_length", self.max_length, low=8, hint="Try 128.")
 
     @property
     def n_warmup(self) -> int:
@@ -215,35 +185,31 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        _require_choice(
-            "method",
-            self.method,
-            METHODS,
-            " Prefix tuning through the MLP is method='prefix+mlp'.",
+        require_choice(
+            "method", self.method, METHODS, "Prefix tuning through the MLP is method='prefix+mlp'."
         )
-        _require_int("prefix_length", self.prefix_length, low=1, hint="Try 10.")
-        inits = PROMPT_INITS if self.method == "prompt" else PREFIX_INITS
-        if self.method in ("prompt", "prefix", "prefix+mlp"):
-            _require_choice(f"init (for method={self.method!r})", self.init, inits)
+        require_int("prefix_length", self.prefix_length, low=1, hint="Try 10.")
+        inits = method(self.method).inits
+        if inits:
+            require_choice(f"init (for method={self.method!r})", self.init, inits)
         if self.init == "text" and not (isinstance(self.init_text, str) and self.init_text):
             raise ValueError(
                 "init='text' needs init_text, e.g. init_text='Describe the restaurant:'."
             )
-        _require_int("mlp_hidden", self.mlp_hidden, low=1, hint="512 in the paper.")
-        _require_int("lora_rank", self.lora_rank, low=1, hint="Try 8.")
-        if not _is_number(self.lora_alpha) or self.lora_alpha <= 0:
-            raise ValueError(f"lora_alpha must be a positive number, got {self.lora_alpha!r}.")
+        require_int("mlp_hidden", self.mlp_hidden, low=1, hint="512 in the paper.")
+        require_int("lora_rank", self.lora_rank, low=1, hint="Try 8.")
+        require_number("lora_alpha", self.lora_alpha, above=0, hint="Try 2 * lora_rank.")
         for name in ("model", "data"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
-        _require_int("n_train_mrs", self.n_train_mrs, low=1, allow_none=True, hint="None = all.")
-        _require_int("n_val_mrs", self.n_val_mrs, low=1, allow_none=True, hint="None = all.")
-        _require_int("eval_mrs", self.eval_mrs, low=0, hint="0 skips generation.")
-        _require_choice("eval_split", self.eval_split, EVAL_SPLITS)
-        _require_int("num_beams", self.num_beams, low=1, hint="1 = greedy.")
-        _require_int("max_new_tokens", self.max_new_tokens, low=1)
-        _require_int("data_seed", self.data_seed, low=0)
+        require_int("n_train_mrs", self.n_train_mrs, low=1, allow_none=True, hint="None = all.")
+        require_int("n_val_mrs", self.n_val_mrs, low=1, allow_none=True, hint="None = all.")
+        require_int("eval_mrs", self.eval_mrs, low=0, hint="0 skips generation.")
+        require_choice("eval_split", self.eval_split, EVAL_SPLITS)
+        require_int("num_beams", self.num_beams, low=1, hint="1 = greedy.")
+        require_int("max_new_tokens", self.max_new_tokens, low=1)
+        require_int("data_seed", self.data_seed, low=0)
         if self.device is not None and not isinstance(self.device, str):
             raise ValueError("device must be a string such as 'cpu' or 'cuda', or None.")
         if not isinstance(self.train, TrainConfig):
@@ -255,28 +221,29 @@ class RunConfig:
     # -- derived --------------------------------------------------------------------------
     @property
     def adapter_method(self) -> str:
-        """'prefix' for both prefix variants, else the method itself."""
-        return "prefix" if self.method.startswith("prefix") else self.method
+        """'prefix' for both prefix variants, 'prompt', else the method itself."""
+        return method(self.method).adapter or self.method
 
     @property
     def reparam(self) -> str:
         """'mlp' for method 'prefix+mlp', else 'none'."""
-        return "mlp" if self.method == "prefix+mlp" else "none"
+        return method(self.method).reparam
 
     @property
     def uses_prefix_length(self) -> bool:
-        return self.method in ("prompt", "prefix", "prefix+mlp")
+        """Whether the method trains P virtual positions (prefix and prompt tuning)."""
+        return method(self.method).uses_prefix_length
 
     @property
     def lr(self) -> float:
-        """The peak learning rate this run uses (train.lr, else DEFAULT_LR[method])."""
-        return self.train.lr if self.train.lr is not None else DEFAULT_LR[self.method]
+        """The peak learning rate this run uses (train.lr, else the method's default)."""
+        return self.train.lr if self.train.lr is not None else method(self.method).default_lr
 
     def resolved(self) -> RunConfig:
         """The same run with every default made explicit (lr filled in); keys the cache."""
         if self.method == "none" or self.train.lr is not None:
             return self
-        return dataclasses.replace(self, train=self.train.with_(lr=DEFAULT_LR[self.method]))
+        return dataclasses.replace(self, train=self.train.with_(lr=self.lr))
 
     def with_(self, **changes) -> RunConfig:
         """A copy with fields changed; training fields (steps, lr, seed, ...) may be given here
@@ -311,8 +278,9 @@ class RunConfig:
             train = {**train, "betas": tuple(train["betas"])}
         return cls(train=TrainConfig(**train), **data)
 
-    def flat(self) -> dict:
-        """One level: run fields, then training fields (for table rows)."""
+    def to_row(self) -> dict:
+        """The config as one level of fields, run fields then training fields: the columns
+        a run contributes to a table row."""
         out = {k: v for k, v in self.to_dict().items() if k != "train"}
         out.update({k: v for k, v in dataclasses.asdict(self.train).items()})
         out["lr"] = self.lr
@@ -371,11 +339,6 @@ def lab_sources(model: str = "tiny", data: str = "synthetic") -> tuple[str, str]
     local CSVs and "tiny"/"synthetic" pass through untouched. Nothing is downloaded here
     beyond a model's config file.
     """
-    import warnings
-    from pathlib import Path
-
-    from prefixlab.data import _offline
-
     for name, value in (("model", model), ("data", data)):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name} must be a non-empty string, got {value!r}.")

@@ -43,7 +43,7 @@ def pattern_hook_name(layer: int) -> str:
     return PATTERN_HOOK.format(layer=layer)
 
 
-def _base_model(model: nn.Module) -> nn.Module:
+def _inner_model(model: nn.Module) -> nn.Module:
     return model.model if isinstance(model, AdaptedModel) else model
 
 
@@ -58,7 +58,7 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
         model: a transformers causal LM or an `AdaptedModel`.
     """
     found: dict[int, nn.Module] = {}
-    for name, module in _base_model(model).named_modules():
+    for name, module in _inner_model(model).named_modules():
         layer = getattr(module, "layer_idx", None)
         if not type(module).__name__.endswith("Attention") or not isinstance(layer, int):
             continue
@@ -233,7 +233,7 @@ def record_attention(
     Yields:
         an `AttentionCache`; `cache["pattern", l]` is [batch, head, query_pos, key_pos].
     """
-    base = _base_model(model)
+    base = _inner_model(model)
     modules = attention_modules(base)
     cache = AttentionCache(_resolve_layers(layers, len(modules)), len(modules))
     if isinstance(model, AdaptedModel):

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from prefixlab.paths import tiny_model_dir
 
 TINY = "tiny"
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attention")
@@ -50,11 +54,23 @@ def model_dims(config_or_model) -> ModelDims:
     """Read `ModelDims` from a transformers config (or a model that has `.config`).
 
     Works from a config alone, so parameter counts for GPT-2 XL or a 7B Llama need no weights.
+    For a model the dims are read once and kept on it (a built model's shapes never change),
+    so the adapter, the glue and the checks that all ask for them share one reading.
 
     Raises:
         ValueError: for encoder-decoder models (not supported yet) or configs missing sizes.
     """
-    config = getattr(config_or_model, "config", config_or_model)
+    if isinstance(config_or_model, nn.Module):
+        dims = config_or_model.__dict__.get("_prefixlab_dims")
+        if dims is None:
+            dims = _read_dims(getattr(config_or_model, "config", config_or_model))
+            config_or_model.__dict__["_prefixlab_dims"] = dims
+        return dims
+    return _read_dims(getattr(config_or_model, "config", config_or_model))
+
+
+def _read_dims(config) -> ModelDims:
+    """`ModelDims` from a transformers config."""
     if getattr(config, "is_encoder_decoder", False):
         raise ValueError(
             f"{type(config).__name__} is an encoder-decoder model; prefixlab supports "
@@ -155,12 +171,7 @@ def load_model(
         dtype = resolved
 
     name = str(name_or_path)
-    if name == TINY:
-        from prefixlab.paths import tiny_model_dir
-
-        path = str(tiny_model_dir())
-    else:
-        path = name
+    path = str(tiny_model_dir()) if name == TINY else name
     try:
         config = AutoConfig.from_pretrained(path)
         model_dims(config)  # rejects encoder-decoder models with a clear message
@@ -170,12 +181,8 @@ def load_model(
         with _quiet_loading(name == TINY):
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
             tokenizer = AutoTokenizer.from_pretrained(path)
-    except ValueError:
-        raise
-    except OSError as err:
+    except OSError as err:  # a ValueError (e.g. an encoder-decoder config) passes unchanged
         if fallback_to_tiny and name != TINY:
-            import warnings
-
             warnings.warn(
                 f"{_offline_message(name, err)} Falling back to the embedded default 'tiny'.",
                 stacklevel=2,
@@ -195,9 +202,9 @@ def load_model(
 def cache_kwarg(model: nn.Module) -> str:
     """The keyword under which this model's forward (and generate) takes an attention cache.
 
-    transformers up to 5.23 calls it `past_key_values`; 5.24 renamed it `cache` and warns on
-    the old name (removal announced for 5.40). Reading the forward signature keeps prefixlab
-    working, silently, on both sides of the rename. It is read once per model class, not on
+    Newer transformers versions take it as `cache` and warn when given `past_key_values`;
+    older ones only know `past_key_values`. Reading the forward signature picks the name this
+    model takes, without a warning, on any version. It is read once per model class, not on
     every forward pass.
     """
     return _cache_kwarg_of(type(model))
@@ -205,11 +212,13 @@ def cache_kwarg(model: nn.Module) -> str:
 
 @functools.cache
 def _cache_kwarg_of(model_class: type) -> str:
-    import inspect
-
     try:
         names = inspect.signature(model_class.forward).parameters
-    except (AttributeError, TypeError, ValueError):  # not introspectable: the old name
+    except (
+        AttributeError,
+        TypeError,
+        ValueError,
+    ):  # not introspectable: the name every version knows
         names = {}
     return "cache" if "cache" in names else "past_key_values"
 

@@ -20,6 +20,7 @@ import math
 import torch
 from torch import nn
 
+from prefixlab._validate import require_int, require_number
 from prefixlab.accounting import lora_targets
 from prefixlab.loading import model_dims
 
@@ -115,11 +116,9 @@ def add_lora(
         ValueError: for a bad rank or alpha, a model that already has LoRA, or targets that
             match no module (the message lists the projection names the model has).
     """
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be an int >= 1, got {rank!r}; try 8.")
+    require_int("rank", rank, low=1, hint="Try 8.")
+    require_number("alpha", alpha, above=0, allow_none=True, hint="Try 2 * rank (None).")
     alpha = 2.0 * rank if alpha is None else alpha
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        raise ValueError(f"alpha must be a positive number, got {alpha!r}; try 2 * rank.")
     if isinstance(targets, str):
         targets = [targets]
     targets = default_targets(model) if targets is None else list(targets)
@@ -165,14 +164,17 @@ def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
-def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The LoRA matrices of a model (A and B of each wrapped projection)."""
+def trainable_lora_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The LoRA matrices of a model (A and B of each wrapped projection), as a list.
+
+    (`prefixlab.accounting.lora_parameters` is the count predicted from the shapes alone.)
+    """
     return [p for m in lora_modules(model).values() for p in (m.lora_A, m.lora_B)]
 
 
 def lora_parameter_count(model: nn.Module) -> int:
     """Number of LoRA parameters: sum over wrapped projections of r * (in + out)."""
-    return sum(p.numel() for p in lora_parameters(model))
+    return sum(p.numel() for p in trainable_lora_parameters(model))
 
 
 def has_lora(model: nn.Module) -> bool:

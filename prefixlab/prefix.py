@@ -22,18 +22,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from prefixlab._validate import require_choice, require_int, require_number
 from prefixlab.loading import ModelDims, model_dims, output_cache
+from prefixlab.methods import method
 
-PREFIX_INITS = ("random", "zero", "vocab", "text")
+PREFIX_INITS = method("prefix").inits  # random, zero, vocab, text
 REPARAMS = ("none", "mlp")
+
+
+def dims_of(model) -> ModelDims:
+    """The `ModelDims` of a model, or `model` itself when it already is a ModelDims."""
+    return model if isinstance(model, ModelDims) else model_dims(model)
 
 
 def check_prefix_length(prefix_length, dims: ModelDims) -> int:
     """Validate P: an int >= 1 that leaves room in the context for real tokens."""
-    if isinstance(prefix_length, bool) or not isinstance(prefix_length, int):
-        raise ValueError(f"prefix_length must be an int >= 1, got {prefix_length!r}.")
-    if prefix_length < 1:
-        raise ValueError(f"prefix_length must be >= 1, got {prefix_length}; try 10.")
+    require_int("prefix_length", prefix_length, low=1, hint="Try 10.")
     if dims.n_positions and prefix_length >= dims.n_positions:
         raise ValueError(
             f"prefix_length={prefix_length} leaves no room for real tokens: the model's context "
@@ -112,21 +116,14 @@ class PrefixTuning(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        dims = model if isinstance(model, ModelDims) else model_dims(model)
-        self.dims = dims
+        self.dims = dims = dims_of(model)
         self.prefix_length = check_prefix_length(prefix_length, dims)
-        if reparam not in REPARAMS:
-            raise ValueError(f"reparam must be one of {REPARAMS}, got {reparam!r}.")
-        if init not in PREFIX_INITS:
-            raise ValueError(f"init must be one of {PREFIX_INITS}, got {init!r}.")
-        if not isinstance(mlp_hidden, int) or mlp_hidden < 1:
-            raise ValueError(
-                f"mlp_hidden must be a positive int (512 in the paper), got {mlp_hidden!r}."
-            )
+        require_choice("reparam", reparam, REPARAMS, "The MLP of Li & Liang is reparam='mlp'.")
+        require_choice("init", init, PREFIX_INITS)
+        require_int("mlp_hidden", mlp_hidden, low=1, hint="512 in the paper.")
         if init in ("vocab", "text") and isinstance(model, ModelDims):
             raise ValueError(f"init={init!r} runs the frozen model: pass the model, not ModelDims.")
-        if not init_std > 0:
-            raise ValueError(f"init_std must be > 0, got {init_std!r}.")
+        require_number("init_std", init_std, above=0, hint="Try 1.0.")
         self.reparam = reparam
         self.mlp_hidden = mlp_hidden
         self.init = init
@@ -150,7 +147,7 @@ class PrefixTuning(nn.Module):
                     tokenizer=tokenizer,
                     init_text=init_text,
                 )
-                target = key_values_of_tokens(model, ids)  # [P, width]
+                target = key_values_of_tokens(model, ids, dims)  # [P, width]
             if reparam == "none":
                 if target is not None:
                     flat = target.clone()
@@ -229,15 +226,16 @@ def split_key_values(
 
 
 @torch.no_grad()
-def key_values_of_tokens(model, token_ids: torch.Tensor) -> torch.Tensor:
+def key_values_of_tokens(model, token_ids: torch.Tensor, dims: ModelDims | None = None):
     """Keys and values the frozen model computes for a token sequence, in PEFT's layout.
 
     Args:
         token_ids: [P] (long).
+        dims: the model's `ModelDims`, when the caller has them already.
     Returns:
         [P, L * 2 * kv_dim]: for each position, every layer's key then value, flattened.
     """
-    dims = model_dims(model)
+    dims = model_dims(model) if dims is None else dims
     device = next(model.parameters()).device
     out = model(input_ids=token_ids.view(1, -1).to(device), use_cache=True)
     cache = output_cache(out)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prefixlab.loading import ModelDims, model_dims
-from prefixlab.prefix import check_prefix_length, init_token_ids
+from prefixlab._validate import require_choice
+from prefixlab.loading import ModelDims
+from prefixlab.methods import method
+from prefixlab.prefix import check_prefix_length, dims_of, init_token_ids
 
-PROMPT_INITS = ("random", "vocab", "text", "mean")
+PROMPT_INITS = method("prompt").inits  # random, vocab, text, mean
 
 
 class PromptTuning(nn.Module):
@@ -45,11 +47,9 @@ class PromptTuning(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        dims = model if isinstance(model, ModelDims) else model_dims(model)
-        self.dims = dims
+        self.dims = dims = dims_of(model)
         self.prefix_length = check_prefix_length(prefix_length, dims)
-        if init not in PROMPT_INITS:
-            raise ValueError(f"init must be one of {PROMPT_INITS}, got {init!r}.")
+        require_choice("init", init, PROMPT_INITS)
         if init != "random" and isinstance(model, ModelDims):
             raise ValueError(f"init={init!r} reads the model's embeddings: pass the model.")
         self.init = init

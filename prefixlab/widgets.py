@@ -5,7 +5,7 @@
     lab.set(prefix_length=20)        # the same as moving the slider (retrains once)
     lab.show_static()                # the current figures as plain outputs, saved with a notebook
 
-Every change of a control retrains with `prefixlab.train.run_experiment`, so a setting seen
+Every change of a control retrains with `prefixlab.runs.run_experiment`, so a setting seen
 before comes from its disk cache at once, and then updates together: the trainable-parameter
 count and the context budget (`prefixlab.accounting`), the loss curve, the context-budget
 figure and the attention heatmap (`prefixlab.hooks.attention_report`). Nothing here trains,
@@ -34,10 +34,19 @@ import warnings
 
 import numpy as np
 
-from prefixlab.config import DEFAULT_LR, RunConfig, active_preset
+from prefixlab.accounting import context_budget, parameter_counts
+from prefixlab.config import RunConfig, active_preset
+from prefixlab.data import encode_for_training, load_e2e
+from prefixlab.hooks import attention_report
+from prefixlab.loading import model_dims
+from prefixlab.methods import METHOD_TABLE, method
+from prefixlab.plotting import plot_attention_heatmap, plot_context_budget, plot_loss_curves
+from prefixlab.runs import base_model, run_experiment
 
-METHOD_CHOICES = (("prefix tuning", "prefix"), ("prompt tuning", "prompt"))
-LAB_METHODS = ("prefix", "prefix+mlp", "prompt")
+# The method dropdown: one entry per adapter (the MLP is a switch of its own), and every
+# method the lab can show: those that train P virtual positions.
+METHOD_CHOICES = tuple((m.short_label, m.name) for m in METHOD_TABLE if m.adapter == m.name)
+LAB_METHODS = tuple(m.name for m in METHOD_TABLE if m.uses_prefix_length)
 # interactive_config caps: a retrain should take seconds on a laptop CPU.
 INTERACTIVE_STEPS = 60
 INTERACTIVE_EVAL_MRS = 8
@@ -76,8 +85,6 @@ def interactive_config(base: RunConfig | None = None) -> RunConfig:
 
 def trainable_count(model, config: RunConfig) -> int:
     """Trainable parameters of `config`'s method on `model`, from prefixlab.accounting."""
-    from prefixlab.accounting import parameter_counts
-
     rows = parameter_counts(model, config.prefix_length, mlp_hidden=config.mlp_hidden)
     return next(r["trainable"] for r in rows if r["method"] == config.method)
 
@@ -89,8 +96,6 @@ def info_html(model, config: RunConfig) -> str:
     positions (3.9%), 246 left for tokens". For the MLP the count is what trains; what is
     kept after training (the materialized prefix) is named after it.
     """
-    from prefixlab.accounting import context_budget, parameter_counts
-
     P = config.prefix_length
     rows = {r["method"]: r for r in parameter_counts(model, P, mlp_hidden=config.mlp_hidden)}
     row, budget = rows[config.method], context_budget(model, P)
@@ -111,8 +116,6 @@ def attention_probe(tokenizer, config: RunConfig, n_examples: int = 8) -> dict:
     Returns:
         {"input_ids", "attention_mask", "labels"}, each [n_examples, T].
     """
-    from prefixlab.data import encode_for_training, load_e2e
-
     grouped = load_e2e(config.data, "validation").grouped()
     pairs = [(mr, refs[0]) for mr, refs in list(grouped.items())[:n_examples]]
     if not pairs:
@@ -125,8 +128,6 @@ def attention_probe(tokenizer, config: RunConfig, n_examples: int = 8) -> dict:
 def prefix_mass_grid(adapted, probe: dict) -> np.ndarray:
     """Share of attention on the P virtual positions per layer and head, averaged over the
     probe's real tokens (`prefixlab.hooks.attention_report`). Returns [layers, heads]."""
-    from prefixlab.hooks import attention_report
-
     with warnings.catch_warnings():
         # record_attention says once that it switches sdpa to eager while recording; the
         # lab knows, and a warning raised in a widget callback would land in no cell.
@@ -152,7 +153,7 @@ class PrefixLengthLab:
         auto_run: train (or read from the cache) the initial setting at once.
 
     Changing the method or the MLP switch moves the learning-rate slider to that method's
-    default rate (`prefixlab.config.DEFAULT_LR`: direct prefixes and soft prompts want
+    default rate (`prefixlab.methods`: direct prefixes and soft prompts want
     rates about ten times those of the MLP); move it afterwards to try another.
 
     After each run: `row` and `history` (from run_experiment), `adapted` (the trained
@@ -168,9 +169,6 @@ class PrefixLengthLab:
         auto_run: bool = True,
     ):
         import ipywidgets as W
-
-        from prefixlab.loading import model_dims
-        from prefixlab.train import base_model
 
         base = interactive_config() if base is None else base
         if not isinstance(base, RunConfig):
@@ -293,7 +291,7 @@ class PrefixLengthLab:
                     self._controls[name].value = values[name]
             self._sync_mlp()
             if method_changes and "lr" not in values:
-                self.lr.value = DEFAULT_LR[self.config().method]
+                self.lr.value = method(self.config().method).default_lr
         finally:
             self._muted = False
         self.update()
@@ -332,7 +330,7 @@ class PrefixLengthLab:
             self._muted = True
             try:
                 self._sync_mlp()
-                self.lr.value = DEFAULT_LR[self.config().method]
+                self.lr.value = method(self.config().method).default_lr
             finally:
                 self._muted = False
         try:
@@ -356,8 +354,6 @@ class PrefixLengthLab:
 
     def update(self) -> None:
         """Retrain the current setting (or read it from the cache) and redraw every view."""
-        from prefixlab.train import run_experiment
-
         config = self.config()
         caption = self._caption(config)
         self.status.value = f"<b>training…</b> {html.escape(caption)}, lr {_fmt_lr(config.lr)}"
@@ -392,40 +388,32 @@ class PrefixLengthLab:
         self.status.value = f"<b>done</b> · {html.escape(self._result_text(row))}"
 
     def _figures(self, config, caption, curves, val, adapted):
-        from prefixlab import plotting
-        from prefixlab.accounting import context_budget
-
         P = config.prefix_length
         what = "soft prompt" if config.method == "prompt" else "prefix"
         mass = prefix_mass_grid(adapted, self.probe)
         figures = {
-            "loss": plotting.plot_loss_curves(
-                curves, val=val, smooth=0.6, title=f"Training loss, P={P}"
-            ),
-            "attention": plotting.plot_attention_heatmap(
+            "loss": plot_loss_curves(curves, val=val, smooth=0.6, title=f"Training loss, P={P}"),
+            "attention": plot_attention_heatmap(
                 mass,
                 vmax=1.0,
                 title=f"Attention on the {what}, P={P}",
                 colorbar_label=f"attention mass on the {what}",
             ),  # fmt: skip
-            "context": plotting.plot_context_budget(
+            "context": plot_context_budget(
                 context_budget(self.model, P), title=f"Context budget, P={P}"
             ),
         }
         captions = {
             "loss": f"loss · {caption}, lr {_fmt_lr(config.lr)}",
-            "attention": f"attention · {plotting.method_label(config.method)}, P={P}",
+            "attention": f"attention · {method(config.method).short_label}, P={P}",
             "context": f"context · P={P}",
         }
         return figures, captions
 
     @staticmethod
     def _caption(config: RunConfig) -> str:
-        from prefixlab.plotting import method_label
-
-        return (
-            f"{method_label(config.method)}, P={config.prefix_length}, {config.train.steps} steps"
-        )
+        label = method(config.method).short_label
+        return f"{label}, P={config.prefix_length}, {config.train.steps} steps"
 
     @staticmethod
     def _result_text(row: dict) -> str:

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
 
     from prefixlab import load_model
     from prefixlab.config import preset
-    from prefixlab.train import run_grid
+    from prefixlab.runs import run_grid
 
     base = preset(args.preset).with_(model="tiny", data="synthetic", init="vocab")
     model, tokenizer = load_model("tiny")

@@ -18,7 +18,7 @@ def gpt2_small_config():
 
 def test_gpt2_small_counts_from_config_alone():
     rows = {r["method"]: r for r in parameter_counts(gpt2_small_config(), 10)}
-    # 10 x 2 x 12 x 768 and 10 x 768 (REFERENCE.md); the base count is GPT-2 small's.
+    # 10 x 2 x 12 x 768 and 10 x 768 (P x L x 2 x d and P x d); the base count is GPT-2 small's.
     assert rows["prefix"]["trainable"] == 184_320
     assert rows["prompt"]["trainable"] == 7_680
     assert rows["full"]["trainable"] == 124_439_808
@@ -158,7 +158,8 @@ def test_reference_table_covers_gpt2_sizes_and_llama():
 
 
 def test_cache_kwarg_follows_the_forward_signature():
-    """transformers 5.24 renamed `past_key_values` to `cache`; prefixlab uses what is there."""
+    """The forward's cache keyword is `cache` or `past_key_values`: prefixlab uses the one
+    the model takes."""
     from torch import nn
 
     from prefixlab.loading import cache_kwarg

@@ -19,6 +19,7 @@ from prefixlab.lora import (
     lora_modules,
     lora_parameter_count,
     remove_lora,
+    trainable_lora_parameters,
 )
 
 
@@ -48,6 +49,7 @@ def test_only_lora_trains_and_base_is_untouched(tiny_model):
     params = add_lora(model, rank=2, seed=1)
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert {id(p) for p in trainable} == {id(p) for p in params}
+    assert [id(p) for p in trainable_lora_parameters(model)] == [id(p) for p in params]
     optimizer = torch.optim.AdamW(params, lr=1e-2)
     ids, mask = batch()
     loss = AdaptedModel(model)(ids, mask, labels=ids).loss

@@ -187,16 +187,14 @@ def test_prompt_tuning_disables_the_mlp_switch(lab):
 
 @needs_tiny
 def test_set_moves_several_controls_and_retrains_once(lab, monkeypatch):
-    from prefixlab import train
-
     calls = []
-    real = train.run_experiment
+    real = widgets.run_experiment
 
     def counting(config, **kwargs):
         calls.append((config, lab.status.value))  # what the status says while it trains
         return real(config, **kwargs)
 
-    monkeypatch.setattr(train, "run_experiment", counting)
+    monkeypatch.setattr(widgets, "run_experiment", counting)
     lab.set(prefix_length=5, method="prefix+mlp", steps=4)
     assert len(calls) == 1
     config, status = calls[0]
@@ -223,12 +221,10 @@ def test_set_rejects_what_the_controls_cannot_show(lab):
 
 @needs_tiny
 def test_a_failing_run_shows_in_the_status_line(lab, monkeypatch):
-    from prefixlab import train
-
     def broken(config, **kwargs):
         raise ValueError("no room for this prefix")
 
-    monkeypatch.setattr(train, "run_experiment", broken)
+    monkeypatch.setattr(widgets, "run_experiment", broken)
     lab.prefix_length.value = 11  # a callback: must not raise into the widget machinery
     assert lab.status.value.startswith("<b>failed</b>")
     assert "no room for this prefix" in lab.status.value

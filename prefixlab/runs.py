@@ -1,0 +1,426 @@
+"""Whole runs from a RunConfig: build the model and adapter, train, score, tabulate.
+
+- `build(config)`: the frozen model (loaded once per process, `base_model`) and an untrained
+  AdaptedModel for the method: prefix, prompt, LoRA, full fine-tuning or nothing.
+- `run_experiment(config)`: build, `prefixlab.train.train`, then generate for held-out MRs and
+  score them (BLEU, slot errors, table gain). Results are cached on disk
+  (`prefixlab.run_cache`), so re-running a notebook cell is instant.
+- `run_grid(base, method=[...], seed=[...], ...)`: the product of the given values as a tidy
+  pandas table (one row per run) plus each run's History; `lr_sweep` runs the MLP study and
+  summarises it with `prefixlab.stability.stability_summary`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import math
+import warnings
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from prefixlab._validate import require_bool, require_number
+from prefixlab.adapted import AdaptedModel
+from prefixlab.config import RunConfig, active_preset
+from prefixlab.data import encode_for_training, load_e2e
+from prefixlab.evaluate import (
+    corpus_bleu,
+    generate_texts,
+    slot_error_rate,
+    table_gain,
+    validation_loss,
+)
+from prefixlab.loading import load_model
+from prefixlab.lora import add_lora
+from prefixlab.methods import method
+from prefixlab.prefix import PrefixTuning
+from prefixlab.prompt import PromptTuning
+from prefixlab.run_cache import (
+    canonical,
+    load_trained,
+    n_trainable_parameters,
+    read_entry,
+    run_key,
+    save_entry,
+)
+from prefixlab.stability import count_spikes, final_loss, stability_summary
+from prefixlab.train import History, jsonable, progress_enabled, train
+
+_MODELS: dict = {}  # (name, device) -> (model, tokenizer): loaded once per process
+_DATA: dict = {}  # data key -> encoded tensors / grouped references
+
+# ---------------------------------------------------------------------------------------------
+# Model, data and adapter of a run
+# ---------------------------------------------------------------------------------------------
+
+
+def _resolve_device(device: str | None) -> str:
+    if device is not None:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load(name: str, device: str):
+    key = (name, device)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(name, device=device)
+    return _MODELS[key]
+
+
+def base_model(config: RunConfig | None = None):
+    """The frozen (model, tokenizer) a RunConfig names, loaded once per process and shared
+    with the runs (do not modify it; `build` copies it for LoRA and full fine-tuning)."""
+    config = active_preset() if config is None else config
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}.")
+    return _load(config.model, _resolve_device(config.device))
+
+
+def _dataset(config: RunConfig, split: str, n_mrs: int | None, field_name: str):
+    key = ("dataset", config.data, split, n_mrs, config.data_seed)
+    if key not in _DATA:
+        data = load_e2e(config.data, split)
+        try:
+            _DATA[key] = data.subset(n_mrs, seed=config.data_seed)
+        except ValueError as err:
+            raise ValueError(
+                f"{field_name}={n_mrs} does not fit the {split} split ({err}) Lower {field_name}."
+            ) from None
+    return _DATA[key]
+
+
+def _encoded(config: RunConfig, tokenizer, split: str, n_mrs: int | None, field_name: str):
+    key = ("encoded", config.model, config.data, split, n_mrs, config.data_seed,
+           config.train.max_length)  # fmt: skip
+    if key not in _DATA:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # over-long pairs are skipped, as documented
+            _DATA[key] = encode_for_training(
+                tokenizer, _dataset(config, split, n_mrs, field_name).pairs,
+                config.train.max_length,
+                overflow="skip",
+            )  # fmt: skip
+    return _DATA[key]
+
+
+def build(config: RunConfig):
+    """Model, tokenizer and AdaptedModel for a run, untrained.
+
+    Returns:
+        (adapted, tokenizer). Prefix, prompt and "none" share the frozen base model loaded
+        once per process; LoRA and full fine-tuning get their own copy.
+    """
+    base, tokenizer = base_model(config)
+    seed = config.train.seed
+    adapter_kind = method(config.method).adapter
+    if adapter_kind == "prompt":
+        adapter = PromptTuning(
+            base, config.prefix_length, init=config.init, init_text=config.init_text,
+            tokenizer=tokenizer, seed=seed,
+        )  # fmt: skip
+        return AdaptedModel(base, adapter), tokenizer
+    if adapter_kind == "prefix":
+        adapter = PrefixTuning(
+            base, config.prefix_length, reparam=config.reparam, mlp_hidden=config.mlp_hidden,
+            init=config.init, init_text=config.init_text, tokenizer=tokenizer, seed=seed,
+        )  # fmt: skip
+        return AdaptedModel(base, adapter), tokenizer
+    if config.method == "lora":
+        model = copy.deepcopy(base)
+        add_lora(model, config.lora_rank, config.lora_alpha, seed=seed)
+        return AdaptedModel(model, None), tokenizer
+    if config.method == "full":
+        model = copy.deepcopy(base)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return AdaptedModel(model, None), tokenizer
+    return AdaptedModel(base, None), tokenizer
+
+
+def _label(config: RunConfig) -> str:
+    parts = [config.method]
+    if config.uses_prefix_length:
+        parts.append(f"P={config.prefix_length}")
+    if config.method == "lora":
+        parts.append(f"r={config.lora_rank}")
+    if config.method != "none":
+        parts += [f"lr={config.lr:g}", f"seed={config.train.seed}"]
+    return " ".join(parts)
+
+
+def run_experiment(
+    config: RunConfig | None = None,
+    *,
+    cache: bool = True,
+    progress: bool = True,
+    return_model: bool = True,
+    **overrides,
+):
+    """Train and evaluate one run; read it from the disk cache when it was done before.
+
+    Args:
+        config: a RunConfig (default: `active_preset()`); keyword `overrides` are applied with
+            `config.with_(...)`, e.g. run_experiment(FAST, method="prompt", seed=1).
+        cache: read and write the on-disk cache (`cache_dir()`).
+        progress: progress bars.
+        return_model: also return the trained AdaptedModel. From the cache it is rebuilt from
+            the saved trained weights; when those were too large to keep (full fine-tuning of
+            big models) the run is trained again.
+
+    Returns:
+        (row, history, adapted): row is a flat dict (config fields, trainable parameter
+        count, losses, BLEU, slot error rate, spikes, seconds, "cached"); adapted is None when
+        return_model=False.
+    """
+    config = active_preset() if config is None else config
+    if not isinstance(config, RunConfig):
+        raise ValueError(
+            f"config must be a RunConfig (e.g. prefixlab.config.FAST), got {type(config).__name__}."
+        )
+    for name, value in (("cache", cache), ("progress", progress), ("return_model", return_model)):
+        require_bool(name, value)
+    if overrides:
+        config = config.with_(**overrides)
+    config = canonical(config)
+    key = run_key(config) if cache else None
+    if cache:
+        hit = read_entry(key)
+        if hit is not None:
+            adapted = None
+            if return_model:
+                adapted = _rebuild(config, key)
+            if adapted is not None or not return_model:
+                row = dict(hit["row"], cached=True)
+                return row, History.from_dict(hit["history"]), adapted
+    row, history, adapted = _run(config, progress=progress)
+    row["run_id"] = (key or run_key(config))[:12]
+    if cache and history.stopped_reason in ("completed", "nan"):
+        save_entry(key, config, row, history, adapted)
+    row["cached"] = False
+    return row, history, (adapted if return_model else None)
+
+
+def _rebuild(config: RunConfig, key: str):
+    """The trained AdaptedModel of a cached run, or None when its weights were not kept."""
+    adapted, _ = build(config)
+    if config.method == "none" or load_trained(key, adapted):
+        return adapted
+    return None
+
+
+def _run(config: RunConfig, *, progress: bool):
+    """Build, train, evaluate (no cache)."""
+    adapted, tokenizer = build(config)
+    train_enc = _encoded(config, tokenizer, "train", config.n_train_mrs, "n_train_mrs")
+    val_enc = _encoded(config, tokenizer, "validation", config.n_val_mrs, "n_val_mrs")
+    t = config.train
+    if config.method == "none":
+        history = History(config=jsonable({"train": dataclasses.asdict(t)}))
+        history.val_step.append(0)
+        history.val_loss.append(
+            validation_loss(adapted, val_enc, t.eval_batch_size or t.batch_size, t.eval_batches)
+        )
+    else:
+        history = train(
+            adapted, train_enc, t, val_data=val_enc, progress=progress, desc=_label(config)
+        )
+    history.config["run"] = jsonable(config.to_dict())
+    row = _row(config, adapted, history)
+    if history.stopped_reason in ("completed", "stopped"):  # not NaN weights, not interrupted
+        row.update(_table_gain(config, adapted, tokenizer, history.final_val_loss))
+    if config.eval_mrs and history.stopped_reason != "interrupted":
+        try:
+            scores = _generation_scores(config, adapted, tokenizer, history)
+        except KeyboardInterrupt:
+            history.stopped_reason = "interrupted"
+            history.message = "Interrupted during generation; BLEU and slot errors are missing."
+            scores = {}
+        row.update(scores)
+        row["stopped_reason"] = history.stopped_reason
+    return row, history, adapted
+
+
+def _table_gain(config: RunConfig, adapted, tokenizer, right_loss: float) -> dict:
+    """`table_gain` on the validation pairs the run validates on (the same batches); the
+    right-MR loss is the run's final validation loss, already measured on the final weights."""
+    t = config.train
+    pairs = _dataset(config, "validation", config.n_val_mrs, "n_val_mrs").pairs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # over-long pairs are skipped, as in validation
+        return table_gain(
+            adapted, tokenizer, pairs, max_length=t.max_length,
+            batch_size=t.eval_batch_size or t.batch_size, max_batches=t.eval_batches,
+            overflow="skip", right_loss=right_loss,
+        )  # fmt: skip
+
+
+def _generation_scores(config, adapted, tokenizer, history: History) -> dict:
+    references = _dataset(config, config.eval_split, config.eval_mrs, "eval_mrs").grouped()
+    mrs = list(references)
+    texts = generate_texts(
+        adapted, tokenizer, mrs, num_beams=config.num_beams,
+        max_new_tokens=config.max_new_tokens, batch_size=config.train.eval_batch_size
+        or config.train.batch_size, max_length=config.train.max_length,
+    )  # fmt: skip
+    history.generations = [{"mr": mr, "text": text} for mr, text in zip(mrs, texts, strict=True)]
+    ser = slot_error_rate(mrs, texts)
+    return {
+        "bleu": corpus_bleu(texts, [references[mr] for mr in mrs]),
+        "slot_error_rate": ser["slot_error_rate"],
+        "missing_slots": ser["missing"],
+        "contradicted_slots": ser["contradicted"],
+        "added_slots": ser["added"],
+    }
+
+
+def _row(config: RunConfig, adapted, history: History) -> dict:
+    flat = config.to_row()
+    row_of_method = method(config.method)
+    if not row_of_method.uses_prefix_length:
+        for name in ("prefix_length", "init", "init_text"):
+            flat[name] = None
+    if row_of_method.reparam != "mlp":
+        flat["mlp_hidden"] = None
+    if config.method != "lora":
+        flat["lora_rank"] = flat["lora_alpha"] = None
+    if config.method == "none":
+        flat["lr"] = None
+    row = {"label": _label(config), **flat}
+    row.update(
+        trainable_params=n_trainable_parameters(adapted) if config.method != "none" else 0,
+        steps_done=history.steps_done,
+        stopped_reason=history.stopped_reason,
+        final_train_loss=final_loss(history, which="train"),
+        final_val_loss=history.final_val_loss,
+        best_val_loss=history.best_val_loss,
+        spikes=count_spikes(history.loss),
+        max_grad_norm=max(history.grad_norm) if history.grad_norm else math.nan,
+        diverged=history.stopped_reason == "nan",
+        seconds=history.time[-1] if history.time else 0.0,
+        bleu=math.nan,
+        slot_error_rate=math.nan,
+        loss_right_mr=math.nan,
+        loss_wrong_mr=math.nan,
+        table_gain=math.nan,
+    )
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Grids
+# ---------------------------------------------------------------------------------------------
+
+_AXIS_ALIASES = {"methods": "method", "seeds": "seed", "prefix_lengths": "prefix_length",
+                 "lrs": "lr"}  # fmt: skip
+
+
+def grid_configs(base: RunConfig, **axes) -> list[RunConfig]:
+    """The product of the axis values applied to `base`, duplicates (same canonical run) removed.
+
+    Axes are field names of RunConfig or TrainConfig (or the plurals methods, seeds,
+    prefix_lengths, lrs) with a list of values each; a single value is a list of one.
+    """
+    if not isinstance(base, RunConfig):
+        raise ValueError(f"base must be a RunConfig (e.g. FAST), got {type(base).__name__}.")
+    names, values = [], []
+    for name, vals in axes.items():
+        name = _AXIS_ALIASES.get(name, name)
+        if name in names:
+            raise ValueError(f"Axis {name!r} is given twice (directly and by its plural).")
+        if isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence):
+            vals = [vals]
+        if len(vals) == 0:
+            raise ValueError(f"Axis {name!r} has no values; give at least one.")
+        names.append(name)
+        values.append(list(vals))
+    configs, seen = [], set()
+    for combo in itertools.product(*values):
+        config = canonical(base.with_(**dict(zip(names, combo, strict=True))))
+        if config not in seen:
+            seen.add(config)
+            configs.append(config)
+    return configs
+
+
+def run_grid(
+    base: RunConfig | None = None,
+    *,
+    cache: bool = True,
+    progress: bool = True,
+    **axes,
+):
+    """Run every combination of the axes (cached), e.g.
+
+        table, histories = run_grid(FAST, method=["prefix", "prompt"], seed=[0, 1],
+                                    prefix_length=[5, 10], lr=[1e-2, 3e-2])
+
+    Args:
+        base: the RunConfig the axes modify (default `active_preset()`).
+        **axes: field -> list of values (RunConfig or TrainConfig fields; plurals methods,
+            seeds, prefix_lengths, lrs are accepted too).
+
+    Returns:
+        (table, histories): a pandas DataFrame with one row per distinct run (columns: run_id,
+        label, every config field, trainable_params, losses, bleu, slot_error_rate, spikes,
+        table_gain (`evaluate.table_gain`: how much the run reads the MR), ...) and
+        {run_id: History}. Ctrl-C stops the grid and returns the runs finished so far.
+    """
+    base = active_preset() if base is None else base
+    require_bool("cache", cache)
+    require_bool("progress", progress)
+    configs = grid_configs(base, **axes)
+    rows, histories = [], {}
+    bar = tqdm(
+        configs, disable=not progress_enabled(progress) or len(configs) < 2, desc="grid",
+        dynamic_ncols=True,
+    )  # fmt: skip
+    try:
+        for config in bar:
+            row, history, _ = run_experiment(
+                config, cache=cache, progress=progress, return_model=False
+            )
+            rows.append(row)
+            histories[row["run_id"]] = history
+            if history.stopped_reason == "interrupted":
+                break
+    except KeyboardInterrupt:
+        warnings.warn(f"Grid interrupted after {len(rows)} of {len(configs)} runs.", stacklevel=2)
+    finally:
+        bar.close()
+    table = pd.DataFrame(rows)
+    if len(table):
+        table = table[["run_id", *[c for c in table.columns if c != "run_id"]]]
+    return table, histories
+
+
+def lr_sweep(
+    base: RunConfig | None = None,
+    lrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+    *,
+    methods: Sequence[str] = ("prefix", "prefix+mlp"),
+    seeds: Sequence[int] = (0, 1, 2),
+    cache: bool = True,
+    progress: bool = True,
+    **overrides,
+):
+    """Direct optimisation vs the MLP at several learning rates, several seeds each.
+
+    Returns:
+        (summary, table, histories): `stability_summary` by (method, lr), the run table and
+        the histories. Report what comes out: nothing here assumes which method wins.
+    """
+    base = active_preset() if base is None else base
+    if overrides:
+        base = base.with_(**overrides)
+    if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Sequence) or not lrs:
+        raise ValueError(f"lrs must be a non-empty list of learning rates, got {lrs!r}.")
+    for lr in lrs:
+        require_number("each of lrs", lr, above=0, hint="E.g. lrs=(1e-3, 1e-2, 1e-1).")
+    table, histories = run_grid(
+        base, method=list(methods), lr=list(lrs), seed=list(seeds), cache=cache, progress=progress
+    )
+    return stability_summary(table, histories, by=("method", "lr")), table, histories
