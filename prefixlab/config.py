@@ -374,7 +374,7 @@ def lab_sources(model: str = "tiny", data: str = "synthetic") -> tuple[str, str]
     import warnings
     from pathlib import Path
 
-    from prefixlab.data import _offline
+    from prefixlab.e2e.load import offline
 
     for name, value in (("model", model), ("data", data)):
         if not isinstance(value, str) or not value.strip():
@@ -394,7 +394,7 @@ def lab_sources(model: str = "tiny", data: str = "synthetic") -> tuple[str, str]
             )
             return "tiny", "synthetic"
     local = data == "synthetic" or Path(data).expanduser().exists()
-    if not local and _offline():
+    if not local and offline():
         warnings.warn(
             f"The data {data!r} lives on the hub and this session is offline (HF_HUB_OFFLINE "
             "or HF_DATASETS_OFFLINE is set). Using data 'synthetic'; pass a local CSV path "

@@ -177,14 +177,14 @@ def _as_encoded(data, tokenizer, max_length: int, what: str) -> dict[str, torch.
             f"{what} is not encoded: pass tokenizer=... so train() can encode it, or pass "
             "prefixlab.data.encode_for_training(tokenizer, pairs, max_length)."
         )
-    from prefixlab.data import encode_for_training
+    from prefixlab.batching import encode_for_training
 
     return encode_for_training(tokenizer, list(data), max_length, overflow="skip")
 
 
 def _batches(encoded, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
     """Endless shuffled batches; epoch e uses the order fixed by (seed, e)."""
-    from prefixlab.data import iterate_batches
+    from prefixlab.batching import iterate_batches
 
     n = len(encoded["input_ids"])
     drop_last = n >= batch_size  # equal-size batches when the data allows it
@@ -708,7 +708,7 @@ def run_key(config: RunConfig) -> str:
 def _dataset(config: RunConfig, split: str, n_mrs: int | None, field_name: str):
     key = ("dataset", config.data, split, n_mrs, config.data_seed)
     if key not in _DATA:
-        from prefixlab.data import load_e2e
+        from prefixlab.e2e import load_e2e
 
         data = load_e2e(config.data, split)
         try:
@@ -724,7 +724,7 @@ def _encoded(config: RunConfig, tokenizer, split: str, n_mrs: int | None, field_
     key = ("encoded", config.model, config.data, split, n_mrs, config.data_seed,
            config.train.max_length)  # fmt: skip
     if key not in _DATA:
-        from prefixlab.data import encode_for_training
+        from prefixlab.batching import encode_for_training
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # over-long pairs are skipped, as documented

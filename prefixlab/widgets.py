@@ -111,7 +111,8 @@ def attention_probe(tokenizer, config: RunConfig, n_examples: int = 8) -> dict:
     Returns:
         {"input_ids", "attention_mask", "labels"}, each [n_examples, T].
     """
-    from prefixlab.data import encode_for_training, load_e2e
+    from prefixlab.batching import encode_for_training
+    from prefixlab.e2e import load_e2e
 
     grouped = load_e2e(config.data, "validation").grouped()
     pairs = [(mr, refs[0]) for mr, refs in list(grouped.items())[:n_examples]]

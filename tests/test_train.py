@@ -12,6 +12,7 @@ import torch
 from tiny_models import char_tokenizer
 
 from prefixlab.adapted import AdaptedModel
+from prefixlab.batching import encode_for_training
 from prefixlab.config import (
     CPU,
     DEFAULT_LR,
@@ -22,7 +23,6 @@ from prefixlab.config import (
     active_preset,
     preset,
 )
-from prefixlab.data import encode_for_training
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
 from prefixlab.train import (
@@ -448,7 +448,7 @@ def test_fast_preset_on_the_tiny_model_learns(tmp_path, monkeypatch):
     assert row["loss_right_mr"] == pytest.approx(history.final_val_loss, rel=1e-4)  # same batches
     # The run reuses its final validation loss as the right-MR loss: measured afresh on the
     # same pairs and batches it must be the same number.
-    from prefixlab.data import load_e2e
+    from prefixlab.e2e import load_e2e
     from prefixlab.evaluate import table_gain
     from prefixlab.train import base_model
 
