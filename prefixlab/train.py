@@ -553,7 +553,8 @@ def final_loss_spread(histories, *, which: str = "val", window: int | None = Non
 CACHE_ENV = "PREFIXLAB_CACHE"
 CACHE_FORMAT = 1
 MAX_CACHED_PARAMETERS = 20_000_000  # trained weights kept on disk only below this size
-_RESULT_MODULES = ("adapted", "prefix", "prompt", "lora", "train", "evaluate", "data", "config")
+_RESULT_MODULES = ("adapted", "prefix", "prompt", "lora", "train", "evaluate", "batching",
+                   "e2e/mr", "e2e/synthetic", "e2e/load", "e2e/slots", "config")  # fmt: skip
 _MODELS: dict = {}  # (name, device) -> (model, tokenizer): loaded once per process
 _DATA: dict = {}  # data key -> encoded tensors / grouped references
 _FINGERPRINTS: dict = {}
