@@ -215,7 +215,7 @@ def _check_quoting(row: dict, columns: Sequence[str], mr_col: str, ref_col: str,
             example = '"' + ",".join(fields[:k]) + '"'
         break
     raise ValueError(
-        f"{where}: the MR field ends at a comma inside the MR (read MR {mr!r}, reference "
+        f"{where}: a comma inside the MR ended the MR field (read MR {mr!r}, reference "
         f"{ref!r}), so MRs and references would be mis-paired. Quote the MR field, like "
         f"{example}"
     )
