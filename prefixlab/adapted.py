@@ -200,7 +200,7 @@ class AdaptedModel(nn.Module):
         if attention_mask is not None and (attention_mask[:, -1] == 0).any():
             raise ValueError(
                 "generate needs left padding: a row ends with padding. Set "
-                "tokenizer.padding_side = 'left' (prefixlab.data.encode_for_generation does)."
+                "tokenizer.padding_side = 'left' (prefixlab.batching.encode_for_generation does)."
             )
         num_beams = generate_kwargs.get("num_beams", 1) or 1
         num_return = generate_kwargs.get("num_return_sequences", 1) or 1

@@ -35,7 +35,7 @@ from prefixlab._validate import (
     require_int,
     require_number,
 )
-from prefixlab.data import _offline
+from prefixlab.e2e.load import offline
 from prefixlab.methods import METHOD_TABLE, METHODS, method
 
 SCHEDULES = ("linear", "cosine", "constant")
@@ -357,7 +357,7 @@ def lab_sources(model: str = "tiny", data: str = "synthetic") -> tuple[str, str]
             )
             return "tiny", "synthetic"
     local = data == "synthetic" or Path(data).expanduser().exists()
-    if not local and _offline():
+    if not local and offline():
         warnings.warn(
             f"The data {data!r} lives on the hub and this session is offline (HF_HUB_OFFLINE "
             "or HF_DATASETS_OFFLINE is set). Using data 'synthetic'; pass a local CSV path "

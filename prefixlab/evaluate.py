@@ -1,301 +1,17 @@
-"""Evaluation: validation loss, generation, corpus BLEU, slot error rate, samples side by side.
+"""Evaluation: validation loss, table gain, generation, corpus BLEU, samples side by side.
 
-Slot errors, as defined here (a pattern check, not a parser; good enough to compare methods):
-
-- Open-valued slots (`name`, `near`) are *missing* when the value does not occur in the text
-  (case-insensitive). They are never counted as contradicted.
-- Closed-valued slots (`eatType`, `food`, `priceRange`, `customer rating`, `area`) have a
-  list of phrasings per value (e.g. riverside: "riverside", "by the river"). A slot is
-  *realized* when a phrasing of its value occurs, *contradicted* when only a phrasing of
-  another value of the same slot occurs (e.g. "in the city centre" for area[riverside]), and
-  *missing* when neither does. Values outside the E2E inventory are matched literally.
-- `familyFriendly` is decided by polarity: each mention of family/families/kid(s)/child(ren)
-  /adult(s) is negative when a negation ("not", "no", "non", "n't", "unsuitable", ...) sits
-  within five words before it or three after it in the same clause (clauses end at , ; . and
-  "and"/"but"), or when the word is adult(s) ("adults only"); else positive. The slot is
-  realized when some mention has the MR's polarity, contradicted when all mentions have the
-  other one, missing when there is none.
-- Before closed slots are checked, the MR's own name and near values are blanked out of the
-  text, so "The Riverside Pub" as a name does not count as an area or an eatType.
-- *added*: closed-valued slots absent from the MR that the text nevertheless states (reported,
-  not part of the rate).
-
-slot error rate = (missing + contradicted) / number of slots in the MRs, over a corpus.
+Generated texts are scored in one place, `score_texts` (BLEU against all references of each MR,
+plus slot errors from `prefixlab.e2e.slots`); `evaluate` generates, then calls it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import torch
 
-from prefixlab.data import encode_for_generation, encode_for_training, parse_mr
-
-# -- slot phrasings ----------------------------------------------------------------------------
-
-_WORD = r"(?<![\w-])"  # a word start that is not inside a hyphenated word like "non-expensive"
-_PATTERNS: dict[str, dict[str, list[str]]] = {
-    "eatType": {
-        "coffee shop": [r"\bcoffee[- ]?(?:shop|house)s?\b", r"\bcaf[eé]s?\b"],
-        "pub": [r"\bpubs?\b", r"\bbars?\b"],
-        "restaurant": [r"\brestaurants?\b", r"\beater(?:y|ies)\b"],
-    },
-    "food": {
-        "Chinese": [r"\bchinese\b"],
-        "English": [r"\benglish\b", r"\bbritish\b"],
-        "French": [r"\bfrench\b"],
-        "Fast food": [r"\bfast[- ]food\b"],
-        "Indian": [r"\bindian\b"],
-        "Italian": [r"\bitalian\b"],
-        "Japanese": [r"\bjapanese\b"],
-    },
-    "priceRange": {
-        "cheap": [
-            r"\bcheap(?:ly)?\b",
-            r"\binexpensive\b",
-            r"\blow[- ](?:priced|cost)\b",
-            r"\blow prices?\b",
-            r"\bbudget\b",
-            r"\baffordabl[ey]\b",
-            r"\bprices? (?:are|is) low\b",
-            r"\bprice range (?:is|of) cheap\b",
-        ],
-        "moderate": [
-            r"\bmoderate(?:ly)?\b",
-            r"\bmid[- ](?:priced|range)\b",
-            r"\breasonabl[ey] priced\b",
-            r"\baverage prices?\b",
-            r"\bprices? (?:are|is) (?:moderate|average)\b",
-            r"\bprice range (?:is|of) moderate\b",
-        ],
-        "high": [
-            r"\bexpensive\b",
-            r"\bhigh[- ](?:priced|end)\b",
-            r"\bpricey\b",
-            r"\bupmarket\b",
-            r"\bhigh prices?\b",
-            r"\bhigh price range\b",
-            r"\bprices? (?:are|is) high\b",
-            r"\bprice range (?:is|of) high\b",
-        ],
-        "less than £20": [
-            r"(?:less than|under|below|cheaper than) £ ?20\b(?!\s*(?:-|to)\s*£?\s*25)",
-            r"\b(?:less than|under|below) 20 pounds\b",
-        ],
-        "£20-25": [
-            r"£ ?20 ?(?:-|to|and) ?£? ?25\b",
-            r"\b20 ?(?:-|to) ?25 pounds\b",
-            r"\bbetween £? ?20 and £? ?25\b",
-        ],
-        "more than £30": [
-            r"(?:more than|over|above) £ ?30\b",
-            r"\b(?:more than|over|above) 30 pounds\b",
-            r"£ ?30 ?(?:\+|plus)",
-        ],
-    },
-    "customer rating": {
-        "low": [
-            r"\blow[- ]rated\b",
-            r"\b(?:poorly|badly)[- ]rated\b",
-            r"\brated (?:low|poorly|badly)\b",
-            r"\blow (?:customer )?ratings?\b",
-            r"\bpoor (?:customer )?(?:ratings?|reviews?)\b",
-            r"\b(?:rating|reviews) (?:is|are) (?:low|poor)\b",
-            r"\brate it (?:as )?low\b",
-        ],
-        "average": [
-            r"\baverage(?:ly)?[- ]rated\b",
-            r"\brated (?:as )?average\b",
-            r"\baverage (?:customer )?(?:ratings?|reviews?)\b",
-            r"\b(?:rating|reviews) (?:is|are) average\b",
-            r"\brate it (?:as )?average\b",
-        ],
-        "high": [
-            r"\bhigh(?:ly)?[- ]rated\b",
-            r"\brated highly\b",
-            r"\bhigh (?:customer )?ratings?\b",
-            r"\btop[- ]rated\b",
-            r"\bwell[- ]reviewed\b",
-            r"\bexcellent (?:customer )?(?:ratings?|reviews?)\b",
-            r"\b(?:rating|reviews) (?:is|are) (?:high|excellent)\b",
-            r"\brate it highly\b",
-        ],
-    },
-    "area": {
-        "city centre": [
-            r"\bcity[- ]cent(?:re|er)\b",
-            r"\bcent(?:re|er) of (?:the )?(?:city|town)\b",
-            r"\bcentral(?:ly)?\b",
-            r"\bheart of the city\b",
-            r"\bdowntown\b",
-        ],
-        "riverside": [r"\briverside\b", r"\briver\b"],
-    },
-}
-for _stars in ("1", "3", "5"):
-    # "3 out of 5", "3/5", "3 stars", "3-star"; not the "5 stars" of "1 out of 5 stars".
-    _PATTERNS["customer rating"][f"{_stars} out of 5"] = [
-        rf"(?<!out of ){_WORD}{_stars} ?(?:out of 5|/ ?5)\b",
-        rf"(?<!out of ){_WORD}{_stars}[- ]?stars?\b",
-        rf"(?<!out of ){_WORD}{_stars} star rated\b",
-    ]
-CLOSED_SLOTS = tuple(_PATTERNS)
-OPEN_SLOTS = ("name", "near")
-_COMPILED = {
-    slot: {value: [re.compile(p) for p in pats] for value, pats in values.items()}
-    for slot, values in _PATTERNS.items()
-}
-
-_FAMILY_WORDS = {
-    "family", "families", "kid", "kids", "child", "children", "toddlers", "adult", "adults",
-}  # fmt: skip
-_ADULT_WORDS = {"adult", "adults"}
-_NEGATIONS = {
-    "not", "no", "non", "never", "nor", "without", "unsuitable", "unfriendly", "unwelcome",
-    "unwelcoming", "cannot", "neither",
-}  # fmt: skip
-_CLAUSE_BREAK = {"and", "but", "although", "while", "whereas", "though"}
-_TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?|[,.;:!?|]")
-
-
-def _normalize(text: str) -> str:
-    return " ".join(text.replace("’", "'").lower().split())
-
-
-def _is_negation(tokens: list[str], j: int) -> bool:
-    token = tokens[j]
-    if token == "not" and j + 1 < len(tokens) and tokens[j + 1] == "far":
-        return False  # "not far from": about distance
-    return token in _NEGATIONS or token.endswith("n't")
-
-
-def family_polarity(text: str) -> list[bool]:
-    """Polarity of each family/children mention in `text`: True = family-friendly.
-
-    See the module docstring for the rule. Returns one bool per mention, in order.
-    """
-    tokens = _TOKEN.findall(_normalize(text))  # "non-family-friendly" -> non, family, friendly
-    polarities = []
-    for i, tok in enumerate(tokens):
-        if tok not in _FAMILY_WORDS:
-            continue
-        if tok in _ADULT_WORDS:
-            polarities.append(False)
-            continue
-        negative = False
-        for j in range(i - 1, max(-1, i - 6), -1):  # up to five words back, same clause
-            if tokens[j] in _CLAUSE_BREAK or not tokens[j][0].isalpha():
-                break
-            if _is_negation(tokens, j):
-                negative = True
-                break
-        if not negative:
-            for j in range(i + 1, min(len(tokens), i + 4)):  # up to three words ahead
-                if tokens[j] in _CLAUSE_BREAK or not tokens[j][0].isalpha():
-                    break
-                if _is_negation(tokens, j):
-                    negative = True
-                    break
-        polarities.append(not negative)
-    return polarities
-
-
-def _mentions(slot: str, text: str) -> set[str]:
-    """Values of a closed-valued slot that `text` (normalized, lowercase) states."""
-    return {
-        value
-        for value, patterns in _COMPILED[slot].items()
-        if any(p.search(text) for p in patterns)
-    }
-
-
-def _literal(value: str) -> re.Pattern:
-    """A value as a whole-word pattern (case-insensitive): "A" matches "A is", not "bar"."""
-    return re.compile(rf"(?<!\w){re.escape(_normalize(value))}(?!\w)")
-
-
-def _blank_out(text: str, values: Sequence[str]) -> str:
-    for value in values:
-        if value:
-            text = _literal(value).sub(" | ", text)  # "|" also ends a clause
-    return text
-
-
-def _check_slot(slot: str, value: str, text: str) -> str:
-    """'ok', 'missing' or 'contradicted' for one slot of an MR, `text` normalized."""
-    if slot == "familyFriendly":
-        want = value.strip().lower() == "yes"
-        polarity = family_polarity(text)
-        if not polarity:
-            return "missing"
-        return "ok" if want in polarity else "contradicted"
-    if slot in _COMPILED:
-        known = {v.lower(): v for v in _COMPILED[slot]}
-        canonical = known.get(value.strip().lower())
-        mentioned = _mentions(slot, text)
-        if canonical is None:  # a value outside the inventory: literal match only
-            return "ok" if _literal(value).search(text) else "missing"
-        if canonical in mentioned:
-            return "ok"
-        return "contradicted" if mentioned else "missing"
-    return "ok" if _literal(value).search(text) else "missing"
-
-
-def slot_errors(mr: str | Mapping[str, str], text: str) -> dict[str, list[str]]:
-    """Which slots of one MR the text fails to say (see the module docstring).
-
-    Args:
-        mr: an MR string ("name[X], area[riverside]") or a parsed {slot: value} dict.
-        text: the generated (or reference) text.
-    Returns:
-        {"missing": [slot, ...], "contradicted": [slot, ...], "added": [slot, ...]}, slots in
-        MR order ("added" in E2E slot order).
-    """
-    if isinstance(mr, str):
-        mr = parse_mr(mr)
-    if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}.")
-    full = _normalize(text)
-    blanked = _blank_out(full, [mr.get("name", ""), mr.get("near", "")])
-    out: dict[str, list[str]] = {"missing": [], "contradicted": [], "added": []}
-    for slot, value in mr.items():
-        verdict = _check_slot(slot, value, full if slot in OPEN_SLOTS else blanked)
-        if verdict != "ok":
-            out[verdict].append(slot)
-    for slot in (*CLOSED_SLOTS, "familyFriendly"):
-        if slot in mr:
-            continue
-        said = (
-            bool(family_polarity(blanked)) if slot == "familyFriendly" else _mentions(slot, blanked)
-        )
-        if said:
-            out["added"].append(slot)
-    return out
-
-
-def slot_error_rate(mrs: Sequence[str | Mapping[str, str]], texts: Sequence[str]) -> dict:
-    """Corpus slot error rate: (missing + contradicted) / slots in the MRs.
-
-    Returns:
-        {"slot_error_rate", "missing", "contradicted", "added", "slots", "texts_with_errors"}
-        (counts over the corpus; "added" is not part of the rate).
-    """
-    if len(mrs) != len(texts):
-        raise ValueError(f"Got {len(mrs)} MRs but {len(texts)} texts; pass one text per MR.")
-    if not mrs:
-        raise ValueError("No MRs given; pass at least one (mr, text) pair.")
-    totals = {"missing": 0, "contradicted": 0, "added": 0, "slots": 0, "texts_with_errors": 0}
-    for mr, text in zip(mrs, texts, strict=True):
-        parsed = parse_mr(mr) if isinstance(mr, str) else dict(mr)
-        errors = slot_errors(parsed, text)
-        for key in ("missing", "contradicted", "added"):
-            totals[key] += len(errors[key])
-        totals["slots"] += len(parsed)
-        totals["texts_with_errors"] += bool(errors["missing"] or errors["contradicted"])
-    rate = (totals["missing"] + totals["contradicted"]) / totals["slots"]
-    return {"slot_error_rate": rate, **totals}
-
+from prefixlab.batching import encode_for_generation, encode_for_training, iterate_batches
+from prefixlab.e2e.slots import slot_error_rate, slot_errors
 
 # -- BLEU --------------------------------------------------------------------------------------
 
@@ -334,12 +50,63 @@ def corpus_bleu(
     return float(sacrebleu.corpus_bleu(hypotheses, streams, lowercase=lowercase).score)
 
 
+# -- scoring generated texts ------------------------------------------------------------------
+
+
+def score_texts(
+    mrs: Sequence[str],
+    texts: Sequence[str],
+    references: Mapping[str, Sequence[str]] | Sequence[Sequence[str]],
+) -> dict:
+    """Score generated texts against their MRs: corpus BLEU and slot errors.
+
+    Args:
+        mrs: N MR strings.
+        texts: N generated texts, one per MR.
+        references: {mr: [reference, ...]} holding every MR of `mrs` (`E2EDataset.grouped()`),
+            or N lists of references in the order of `mrs`.
+    Returns:
+        {"bleu" (0-100), "slot_error_rate", "missing", "contradicted", "added", "slots",
+        "texts_with_errors"}: the slot counts are corpus totals (`slot_error_rate`).
+    """
+    if isinstance(mrs, str) or isinstance(texts, str):
+        raise TypeError("mrs and texts must be lists of strings; wrap a single one in a list.")
+    mrs, texts = list(mrs), list(texts)
+    if len(mrs) != len(texts):
+        raise ValueError(f"Got {len(mrs)} MRs but {len(texts)} texts; pass one text per MR.")
+    if isinstance(references, Mapping):
+        missing = [mr for mr in mrs if mr not in references]
+        if missing:
+            raise ValueError(
+                f"references has no entry for {len(missing)} MR(s), e.g. {missing[0]!r}; pass "
+                "a {mr: [ref, ...]} dict that covers every MR (dataset.grouped())."
+            )
+        ref_lists = [references[mr] for mr in mrs]
+    elif isinstance(references, Sequence) and not isinstance(references, str):
+        ref_lists = list(references)
+        if len(ref_lists) != len(mrs):
+            raise ValueError(
+                f"Got {len(ref_lists)} reference lists for {len(mrs)} MRs; pass one list per "
+                "MR, or a {mr: [ref, ...]} dict."
+            )
+    else:
+        raise TypeError(
+            f"references must be a {{mr: [ref, ...]}} dict or a list of reference lists, got "
+            f"{type(references).__name__}."
+        )
+    if any(isinstance(refs, str) for refs in ref_lists):
+        raise TypeError(
+            "Each MR needs a list of references, got a single string; wrap it: [reference]."
+        )
+    return {"bleu": corpus_bleu(texts, ref_lists), **slot_error_rate(mrs, texts)}
+
+
 # -- loss and generation -----------------------------------------------------------------------
 
 
-def _batches(encoded: Mapping[str, torch.Tensor], batch_size: int, max_batches: int | None):
-    from prefixlab.data import iterate_batches
-
+def _first_batches(encoded: Mapping[str, torch.Tensor], batch_size: int, max_batches: int | None):
+    """Batches of `encoded` in row order (no shuffle), only the first `max_batches` if given:
+    the same fixed subset every time, so losses measured on it compare."""
     for i, batch in enumerate(iterate_batches(dict(encoded), batch_size)):
         if max_batches is not None and i >= max_batches:
             return
@@ -361,16 +128,20 @@ def validation_loss(
         adapted: an AdaptedModel (or anything returning `.loss` for input_ids, attention_mask,
             labels).
         encoded: {"input_ids", "attention_mask", "labels"}, each [N, T]
-            (`prefixlab.data.encode_for_training`).
+            (`prefixlab.batching.encode_for_training`).
         batch_size: rows per forward pass.
         max_batches: evaluate only the first n batches (a fixed subset, for speed).
     """
     _check_encoded(encoded, ("input_ids", "attention_mask", "labels"))
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    if max_batches is not None and (
+        isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1
+    ):
+        raise ValueError(f"max_batches must be an int >= 1 or None (all), got {max_batches!r}.")
     device = _device_of(adapted)
     total, count = 0.0, 0
-    for batch in _batches(encoded, batch_size, max_batches):
+    for batch in _first_batches(encoded, batch_size, max_batches):
         batch = {k: v.to(device) for k, v in batch.items()}
         n = int((batch["labels"][:, 1:] != -100).sum())  # tokens the loss averages over
         if n == 0:
@@ -434,7 +205,7 @@ def table_gain(
 def _check_encoded(encoded, keys) -> None:
     if not isinstance(encoded, Mapping) or any(k not in encoded for k in keys):
         raise ValueError(
-            f"Expected a dict with {list(keys)} (from prefixlab.data.encode_for_training); "
+            f"Expected a dict with {list(keys)} (from prefixlab.batching.encode_for_training); "
             f"got {type(encoded).__name__}"
             + (f" with keys {list(encoded)}" if isinstance(encoded, Mapping) else "")
             + "."
@@ -591,8 +362,8 @@ def evaluate(
         references: {mr: [reference, ...]} (`E2EDataset.grouped()`, maybe a slice of it).
         encoded: validation batches for the loss (`encode_for_training`), optional.
     Returns:
-        {"val_loss" (or None), "bleu", "slot_error_rate", "missing", "contradicted", "added",
-        "slots", "texts_with_errors", "mrs": [...], "texts": [...]}.
+        {"val_loss" (or None), the keys of `score_texts` ("bleu", "slot_error_rate", "missing",
+        "contradicted", "added", "slots", "texts_with_errors"), "mrs": [...], "texts": [...]}.
     """
     if not isinstance(references, Mapping) or not references:
         raise ValueError(
@@ -608,12 +379,5 @@ def evaluate(
         batch_size=batch_size,
         max_length=max_length,
     )
-    result: dict = {
-        "val_loss": None
-        if encoded is None
-        else validation_loss(adapted, encoded, batch_size=batch_size),
-        "bleu": corpus_bleu(texts, [references[mr] for mr in mrs]),
-    }
-    result.update(slot_error_rate(mrs, texts))
-    result["mrs"], result["texts"] = mrs, texts
-    return result
+    val_loss = None if encoded is None else validation_loss(adapted, encoded, batch_size=batch_size)
+    return {"val_loss": val_loss, **score_texts(mrs, texts, references), "mrs": mrs, "texts": texts}

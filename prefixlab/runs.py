@@ -25,15 +25,10 @@ from tqdm.auto import tqdm
 
 from prefixlab._validate import require_bool, require_number
 from prefixlab.adapted import AdaptedModel
+from prefixlab.batching import encode_for_training
 from prefixlab.config import RunConfig, active_preset
-from prefixlab.data import encode_for_training, load_e2e
-from prefixlab.evaluate import (
-    corpus_bleu,
-    generate_texts,
-    slot_error_rate,
-    table_gain,
-    validation_loss,
-)
+from prefixlab.e2e import load_e2e
+from prefixlab.evaluate import generate_texts, score_texts, table_gain, validation_loss
 from prefixlab.loading import load_model
 from prefixlab.lora import add_lora
 from prefixlab.methods import method
@@ -267,13 +262,13 @@ def _generation_scores(config, adapted, tokenizer, history: History) -> dict:
         or config.train.batch_size, max_length=config.train.max_length,
     )  # fmt: skip
     history.generations = [{"mr": mr, "text": text} for mr, text in zip(mrs, texts, strict=True)]
-    ser = slot_error_rate(mrs, texts)
+    scores = score_texts(mrs, texts, references)
     return {
-        "bleu": corpus_bleu(texts, [references[mr] for mr in mrs]),
-        "slot_error_rate": ser["slot_error_rate"],
-        "missing_slots": ser["missing"],
-        "contradicted_slots": ser["contradicted"],
-        "added_slots": ser["added"],
+        "bleu": scores["bleu"],
+        "slot_error_rate": scores["slot_error_rate"],
+        "missing_slots": scores["missing"],
+        "contradicted_slots": scores["contradicted"],
+        "added_slots": scores["added"],
     }
 
 

@@ -27,8 +27,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from prefixlab._validate import require_bool
+from prefixlab.batching import encode_for_training, iterate_batches
 from prefixlab.config import RunConfig, TrainConfig, active_preset
-from prefixlab.data import encode_for_training, iterate_batches
 from prefixlab.evaluate import validation_loss
 from prefixlab.lora import has_lora
 from prefixlab.methods import method, method_of_adapter
@@ -143,7 +143,7 @@ def _as_encoded(data, tokenizer, max_length: int, what: str) -> dict[str, torch.
         if missing:
             raise ValueError(
                 f"{what} is a dict without {missing}; pass the output of "
-                "prefixlab.data.encode_for_training(tokenizer, pairs, max_length)."
+                "prefixlab.batching.encode_for_training(tokenizer, pairs, max_length)."
             )
         if data["input_ids"].dim() != 2 or len(data["input_ids"]) == 0:
             raise ValueError(f"{what}['input_ids'] must be a non-empty [N, T] tensor.")
@@ -151,7 +151,7 @@ def _as_encoded(data, tokenizer, max_length: int, what: str) -> dict[str, torch.
     if tokenizer is None:
         raise ValueError(
             f"{what} is not encoded: pass tokenizer=... so train() can encode it, or pass "
-            "prefixlab.data.encode_for_training(tokenizer, pairs, max_length)."
+            "prefixlab.batching.encode_for_training(tokenizer, pairs, max_length)."
         )
     return encode_for_training(tokenizer, list(data), max_length, overflow="skip")
 
@@ -206,7 +206,7 @@ def train(
     Args:
         adapted: an AdaptedModel (prefix, prompt, LoRA, or a fine-tunable copy of the model).
         train_data: {"input_ids", "attention_mask", "labels"} [N, T] tensors from
-            `prefixlab.data.encode_for_training`, or (mr, ref) pairs / an E2EDataset together
+            `prefixlab.batching.encode_for_training`, or (mr, ref) pairs / an E2EDataset together
             with `tokenizer=` (pairs longer than config.max_length are skipped with a warning).
         config: a TrainConfig (or a RunConfig, whose `.train` is used); None = the active
             preset's. lr=None picks the default learning rate of the method being trained

@@ -35,8 +35,9 @@ import warnings
 import numpy as np
 
 from prefixlab.accounting import context_budget, parameter_counts
+from prefixlab.batching import encode_for_training
 from prefixlab.config import RunConfig, active_preset
-from prefixlab.data import encode_for_training, load_e2e
+from prefixlab.e2e import load_e2e
 from prefixlab.hooks import attention_report
 from prefixlab.loading import model_dims
 from prefixlab.methods import METHOD_TABLE, method

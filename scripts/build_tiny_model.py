@@ -15,7 +15,7 @@ Steps, all seeded:
    `<|endoftext|>`, used as bos, eos and pad.
 3. A GPT-2 trained as a language model on the text packed into a stream
    `<|endoftext|> text <|endoftext|> text ...`, each text with a leading space (as targets
-   have in `prefixlab.data.encode_for_training`), sampled in random windows.
+   have in `prefixlab.batching.encode_for_training`), sampled in random windows.
 4. config.json, model.safetensors, generation_config.json, tokenizer files, build_info.json
    (losses along the way) and README.md (the model card, with the measured numbers).
 """
@@ -38,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a plain checkout without installing
 
-from prefixlab.data import fact_sheet, synthetic_e2e, synthetic_pretraining_corpus  # noqa: E402
+from prefixlab.e2e import fact_sheet, synthetic_e2e, synthetic_pretraining_corpus  # noqa: E402
 
 EOS = "<|endoftext|>"
 
@@ -382,12 +382,12 @@ laptop CPU: tuning a prefix or a soft prompt for a few hundred steps takes secon
 ## Training data
 
 {info["corpus_sentences"]:,} restaurant descriptions ({info["corpus_tokens"]:,} tokens in all) made by
-`prefixlab.data.synthetic_pretraining_corpus(n, seed={cfg["seed"]}, fact_share={cfg["fact_share"]})`:
+`prefixlab.e2e.synthetic_pretraining_corpus(n, seed={cfg["seed"]}, fact_share={cfg["fact_share"]})`:
 this project's own generator (invented names, many sentence plans, synonyms, aggregation and
 negation). Every description realizes an MR of the *training* split; no validation or test MR
 is realized in the corpus. {info["corpus_fact_sheets"]:,} of them ({100 * info["corpus_fact_sheets"] / info["corpus_sentences"]:.0f}%) come after their facts
 in a plain sheet of the corpus's own, one line such as
-`cuisine=Italian; name=Juniper Hall; area=riverside` (`prefixlab.data.fact_sheet`: other
+`cuisine=Italian; name=Juniper Hall; area=riverside` (`prefixlab.e2e.fact_sheet`: other
 keys than E2E's, any order). The sheets are what teaches the model to copy names and values
 from its context, as tables and lists on the web teach real language models. An earlier
 build without them could not copy at all, and then no prefix or soft prompt could make it
@@ -396,7 +396,7 @@ methods steer what a frozen model can already do, neither changes its weights.
 **E2E's MR format never appears in the text**: the model has never seen `name[...]`,
 brackets, E2E's slot names or the `||` separator, so reading an MR has to be learned by the
 tuning methods. Each text is preceded by a space and followed by `<|endoftext|>`, as targets
-are in `prefixlab.data.encode_for_training`.
+are in `prefixlab.batching.encode_for_training`.
 
 Held-out text: {info["heldout_references"]} references ({info["heldout_tokens"]:,} tokens) of
 {cfg["n_heldout_mrs"]} validation-split MRs, never seen in training.
@@ -451,7 +451,7 @@ digits. `--quick` makes a seconds-long smoke build into a temporary folder.
 ## Limits
 
 - It knows only this project's synthetic restaurant language: the names, landmarks and
-  phrasings of `prefixlab.data`. It is not a general language model, and its text on any
+  phrasings of `prefixlab.e2e.synthetic`. It is not a general language model, and its text on any
   other topic is nonsense. Real E2E references use words it has never seen.
 - The losses above include the generator's own randomness (which synonym, which sentence
   plan), which no model can predict; equal train and held-out loss means it learned the

@@ -28,7 +28,7 @@ METHODS = ("none", "prompt", "prefix", "prefix+mlp", "full")
 
 def held_out_lm_loss(model, tokenizer, n: int = 400, seed: int = 1) -> float:
     """Mean next-token loss (nats) on realizations of validation-split MRs."""
-    from prefixlab.data import synthetic_e2e
+    from prefixlab.e2e import synthetic_e2e
 
     refs = [ref for _, ref in synthetic_e2e("validation", seed=seed).pairs][:n]
     eos = tokenizer.eos_token

@@ -2,7 +2,7 @@
 
     python scripts/write_synthetic_e2e.py            # into data/synthetic-e2e/
 
-`prefixlab.data.synthetic_e2e` generates the data from a seed; these files are the same
+`prefixlab.e2e.synthetic_e2e` generates the data from a seed; these files are the same
 pairs (a test checks it), shipped so they can be opened, diffed and read through the same
 CSV path as the real E2E release: `load_e2e("data/synthetic-e2e", "validation")`.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a plain checkout without installing
 
-from prefixlab.data import RELEASE_FILES, SPLITS, synthetic_e2e  # noqa: E402
+from prefixlab.e2e import RELEASE_FILES, SPLITS, synthetic_e2e  # noqa: E402
 
 
 def write(out: Path) -> list[Path]:

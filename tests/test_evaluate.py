@@ -10,15 +10,15 @@ from tiny_models import char_tokenizer
 from torch import nn
 
 from prefixlab.adapted import AdaptedModel
-from prefixlab.data import encode_for_training, synthetic_e2e
+from prefixlab.batching import encode_for_training
+from prefixlab.e2e import synthetic_e2e
+from prefixlab.e2e.slots import family_polarity, slot_error_rate, slot_errors
 from prefixlab.evaluate import (
     corpus_bleu,
     evaluate,
-    family_polarity,
     generate_texts,
     samples_table,
-    slot_error_rate,
-    slot_errors,
+    score_texts,
     validation_loss,
 )
 from prefixlab.prefix import PrefixTuning
@@ -246,9 +246,55 @@ def test_evaluate_combines_everything(tiny_model):
         evaluate(adapted, tok, [])
 
 
+def test_score_texts_is_bleu_plus_slot_errors():
+    mrs = ["name[A], area[riverside], eatType[pub]", "name[B], food[Chinese]"]
+    texts = ["A is a pub in the city centre.", "C serves Chinese food."]
+    refs = {
+        mrs[0]: ["A is a pub by the river."],
+        mrs[1]: ["B serves Chinese food.", "B is Chinese."],
+    }
+    scores = score_texts(mrs, texts, refs)
+    assert scores == {
+        "bleu": corpus_bleu(texts, [refs[mr] for mr in mrs]),
+        **slot_error_rate(mrs, texts),
+    }
+    assert scores["slot_error_rate"] == pytest.approx(2 / 5) and 0 < scores["bleu"] < 100
+    assert score_texts(mrs, texts, [refs[mr] for mr in mrs]) == scores  # lists in MR order
+    perfect = score_texts(mrs, [refs[mr][0] for mr in mrs], refs)
+    assert perfect["bleu"] == pytest.approx(100.0) and perfect["missing"] == 0
+
+
+def test_score_texts_bad_input():
+    mrs, texts = ["name[A]", "name[B]"], ["A.", "B."]
+    with pytest.raises(ValueError, match="one text per MR"):
+        score_texts(mrs, texts[:1], {"name[A]": ["A."], "name[B]": ["B."]})
+    with pytest.raises(ValueError, match="no entry for 1 MR.*'name\\[B\\]'"):
+        score_texts(mrs, texts, {"name[A]": ["A."]})
+    with pytest.raises(ValueError, match="2 reference lists"):
+        score_texts(["name[A]"], ["A."], [["A."], ["B."]])
+    with pytest.raises(TypeError, match=r"wrap it: \[reference\]"):
+        score_texts(mrs, texts, {"name[A]": "A.", "name[B]": "B."})
+    with pytest.raises(TypeError, match="references must be"):
+        score_texts(mrs, texts, 3)
+    with pytest.raises(TypeError, match="lists of strings"):
+        score_texts("name[A]", "A.", [["A."]])
+
+
+def test_evaluate_scores_through_score_texts(tiny_model):
+    tok = char_tokenizer()
+    refs = {mr: [ref] for mr, ref in PAIRS}
+    result = evaluate(adapted_for(tiny_model, "prompt"), tok, refs, max_new_tokens=5)
+    scores = score_texts(result["mrs"], result["texts"], refs)
+    assert set(result) == {"val_loss", "mrs", "texts", *scores}
+    assert {key: result[key] for key in scores} == scores and result["val_loss"] is None
+
+
 def test_validation_loss_bad_input(tiny_model):
     with pytest.raises(ValueError, match="encode_for_training"):
         validation_loss(adapted_for(tiny_model, "prefix"), {"input_ids": torch.ones(1, 2)})
+    encoded = encode_for_training(char_tokenizer(), PAIRS, 60)
+    with pytest.raises(ValueError, match="max_batches must be an int >= 1 or None"):
+        validation_loss(adapted_for(tiny_model, "prefix"), encoded, max_batches=0)
 
 
 def test_mismatched_pairs_rotate_the_tables():
@@ -264,7 +310,7 @@ def test_mismatched_pairs_rotate_the_tables():
 
 def test_table_gain_is_wrong_minus_right():
     from prefixlab import AdaptedModel, load_model
-    from prefixlab.data import synthetic_e2e
+    from prefixlab.e2e import synthetic_e2e
     from prefixlab.evaluate import table_gain
 
     model, tokenizer = load_model("tiny")

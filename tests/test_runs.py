@@ -12,7 +12,7 @@ import torch
 from tiny_models import char_tokenizer
 
 from prefixlab.config import FAST, RunConfig
-from prefixlab.data import load_e2e
+from prefixlab.e2e import load_e2e
 from prefixlab.evaluate import table_gain
 from prefixlab.run_cache import canonical, result_modules
 from prefixlab.runs import base_model, grid_configs, lr_sweep, run_experiment, run_grid

@@ -10,8 +10,8 @@ import torch
 from tiny_models import char_tokenizer
 
 from prefixlab.adapted import AdaptedModel
+from prefixlab.batching import encode_for_training
 from prefixlab.config import TrainConfig
-from prefixlab.data import encode_for_training
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
 from prefixlab.train import History, progress_enabled, train

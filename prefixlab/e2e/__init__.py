@@ -1,0 +1,74 @@
+"""The E2E table-to-text format, one module per idea.
+
+- mr.py         the MR syntax: SLOTS, parse_mr, format_mr, canonical_mr
+- synthetic.py  this project's generator: realize, synthetic_e2e, the pretraining corpus
+- load.py       E2EDataset and load_e2e (synthetic data, a release CSV or folder, the hub)
+- slots.py      slot errors: which facts of an MR a text misses or contradicts
+- sentences.py  first_sentence, count_sentences (the one-sentence task)
+
+Token batches for a model are in `prefixlab.batching`.
+"""
+
+from prefixlab.e2e.load import (
+    E2E_HUB,
+    MR_COLUMNS,
+    REF_COLUMNS,
+    RELEASE_FILES,
+    SPLITS,
+    E2EDataset,
+    dataset_from_rows,
+    load_csv,
+    load_e2e,
+)
+from prefixlab.e2e.mr import SLOTS, canonical_mr, format_mr, parse_mr
+from prefixlab.e2e.sentences import count_sentences, first_sentence
+from prefixlab.e2e.slots import family_polarity, slot_error_rate, slot_errors
+from prefixlab.e2e.synthetic import (
+    FACT_KEYS,
+    LANDMARKS,
+    NAMES,
+    SLOT_RATES,
+    VALUES,
+    fact_sheet,
+    realize,
+    sample_mr,
+    split_of_mr,
+    synthetic_e2e,
+    synthetic_pretraining_corpus,
+    synthetic_pretraining_pairs,
+    synthetic_sentences,
+)
+
+__all__ = [
+    "E2E_HUB",
+    "FACT_KEYS",
+    "LANDMARKS",
+    "MR_COLUMNS",
+    "NAMES",
+    "REF_COLUMNS",
+    "RELEASE_FILES",
+    "SLOTS",
+    "SLOT_RATES",
+    "SPLITS",
+    "VALUES",
+    "E2EDataset",
+    "canonical_mr",
+    "count_sentences",
+    "dataset_from_rows",
+    "fact_sheet",
+    "family_polarity",
+    "first_sentence",
+    "format_mr",
+    "load_csv",
+    "load_e2e",
+    "parse_mr",
+    "realize",
+    "sample_mr",
+    "slot_error_rate",
+    "slot_errors",
+    "split_of_mr",
+    "synthetic_e2e",
+    "synthetic_pretraining_corpus",
+    "synthetic_pretraining_pairs",
+    "synthetic_sentences",
+]
