@@ -200,3 +200,88 @@ def test_markdown_formats():
     assert ms(0.0123) == "12.3" and ms(0.25) == "250"
     assert mib(2**20) == "1.00" and mib(20 * 2**20) == "20.0" and mib(200 * 2**20) == "200"
     assert table(["a", "b"], [[1, 2]]) == "| a | b |\n|---|---|\n| 1 | 2 |"
+
+
+# ------------------------------------------------------------------------- generated prose
+
+
+def fake_results(scale: float):
+    """Results as a run would leave them, every ratio and time multiplied by `scale`."""
+    from benchmarks.context import Results
+
+    def r(x):
+        return Ratio(x * scale, 0.95 * x * scale, 1.05 * x * scale)
+
+    mem = {"activations": 2**20, "state": 3 * 2**20, "total": 4 * 2**20}
+    full = {"activations": 2 * 2**20, "state": 6 * 2**20, "total": 8 * 2**20}
+    return Results(
+        ratios={
+            ("tiny", "prefix", "peft-prefix"): r(0.97),
+            ("tiny", "prompt", "peft-prompt"): r(1.01),
+            ("tiny", "prefix+mlp", "peft-prefix+mlp"): r(0.99),
+            ("tiny", "prefix", "full"): r(0.7),
+        },
+        memory={"tiny": {"prefix": mem, "full": full}},
+        phases={
+            "tiny": {
+                v: {
+                    "forward": 0.02 * scale,
+                    "backward": 0.03,
+                    "AdamW step": 0.001,
+                    "matmul share": 0.5,
+                }
+                for v in ("prefix", "full")
+            }
+        },
+        attention={"tiny": {"recorder / eager": r(1.1), "eager / sdpa": r(1.05)}},
+        generate={("tiny", 1): r(1.02)},
+        p_sweep={
+            ("tiny", p, v): t * scale
+            for p, v, t in [
+                (1, "prefix", 0.05),
+                (192, "prefix", 0.07),
+                (1, "prompt", 0.05),
+                (192, "prompt", 0.25),
+            ]
+        },
+    )
+
+
+def test_goals_and_notes_come_from_the_results_alone():
+    from benchmarks.sections import SECTIONS
+
+    def written(results):
+        goals = [g.row() for s in SECTIONS if hasattr(s, "goals") for g in s.goals(results)]
+        notes = [n for s in SECTIONS if hasattr(s, "notes") for n in s.notes(results)]
+        return goals, notes
+
+    goals, notes = written(fake_results(1.0))
+    by_what = {row[0]: row for row in goals}
+    assert by_what["tiny: prefixlab prefix / PEFT prefix"][1:4] == [
+        "0.97 [0.92-1.02]",
+        "<= 1.0",
+        "met (within noise)",
+    ]
+    assert by_what["tiny: prefixlab prefix / full fine-tuning"][3:] == [
+        "met",
+        "B; memory 50% of full",
+    ]
+    assert by_what["tiny: record_attention / eager forward"][3] == "met"
+    assert [n[:6] for n in notes] == ["**A. p", "**B. P", "**C. A", "**D. G", "**E. P"]
+    assert "prefix tiny 0.97" in notes[0] and "(3.5x)" not in notes[4] and "(5.0x)" in notes[4]
+
+    slower_goals, slower_notes = written(fake_results(2.0))  # other numbers, other words
+    assert {row[0] for row in slower_goals} == set(by_what)
+    assert all(a != b for a, b in zip(notes, slower_notes, strict=True))
+    verdicts = {row[0]: row[3] for row in slower_goals}
+    assert verdicts["tiny: prefixlab prefix / PEFT prefix"] == "**missed**"
+
+
+def test_a_section_without_results_writes_no_goals_and_no_numbers():
+    from benchmarks.context import Results
+    from benchmarks.sections import attention, inference, prefix_length, training
+
+    empty = Results()
+    assert training.goals(empty) == attention.goals(empty) == inference.goals(empty) == []
+    assert prefix_length.notes(empty) == []
+    assert "n/a" in training.notes(empty)[0]
