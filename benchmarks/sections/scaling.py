@@ -113,6 +113,6 @@ def run(ctx: Run) -> None:
     if extra.sections:
         report.add(
             "### GPT-2-small dimensions: attention recording, generation, prefix length",
-            "Fewer rounds (3) than on the tiny model: each call takes seconds.",
+            "Fewer rounds (3) than on the tiny model.",
         )
         report.sections += extra.sections
