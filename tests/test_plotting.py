@@ -521,16 +521,18 @@ def test_a_returned_figure_displays_exactly_once_in_jupyter(monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
-    # plotting.py imports nothing from prefixlab, so the kernel loads that one file and skips
-    # the package's torch import (seconds saved; the display path is the same).
-    path = os.path.join(
-        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prefixlab", "plotting.py"
+    # prefixlab.plotting imports nothing else from prefixlab, so the kernel loads the plotting
+    # package on its own and skips the package's torch import (seconds saved; same display path).
+    folder = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prefixlab", "plotting"
     )
+    init = os.path.join(folder, "__init__.py")
     cells = [
-        "import importlib.util\nimport numpy as np\n"
-        f"spec = importlib.util.spec_from_file_location('plotting', {path!r})\n"
-        "P = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(P)\n"
-        "P.setup_notebook()",
+        "import importlib.util, sys\nimport numpy as np\n"
+        f"spec = importlib.util.spec_from_file_location('plotting', {init!r}, "
+        f"submodule_search_locations=[{folder!r}])\n"
+        "P = importlib.util.module_from_spec(spec)\nsys.modules['plotting'] = P\n"
+        "spec.loader.exec_module(P)\nP.setup_notebook()",
         "P.plot_loss_curves({'prefix': [3.0, 2.0]}, title='t')",
         "fig = P.plot_attention_heatmap(np.full((2, 4), 0.3), title='m')",
         "fig",
@@ -554,3 +556,36 @@ def test_a_returned_figure_displays_exactly_once_in_jupyter(monkeypatch):
     assert data_keys(nb.cells[2]) == []  # assigned, not shown
     assert data_keys(nb.cells[3]) == [["image/png", "text/plain"]]
     assert data_keys(nb.cells[4]) == [["application/vnd.plotly.v1+json"]]
+
+
+# ------------------------------------------------------------------------- package layout
+
+
+def test_the_package_exports_every_name_the_notebooks_use():
+    import json
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.join(root, "notebooks")
+    used = set()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".ipynb"):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                cells = json.load(f)["cells"]
+            code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+            used |= set(re.findall(r"\bplotting\.([A-Za-z_]\w*)", code))
+    assert used, "no notebook calls plotting.X; the search pattern is wrong"
+    assert used <= set(P.__all__)
+    for name in P.__all__:
+        assert getattr(P, name) is not None, name
+    public_plots = {n for n in dir(P) if n.startswith("plot_") or n.endswith("_plotly")}
+    assert public_plots <= set(P.__all__)
+
+
+def test_one_home_for_the_method_colours():
+    from prefixlab.plotting import bars, curves, heatmaps, theme
+
+    assert P.METHOD_COLORS is theme.METHOD_COLORS
+    assert P.METHOD_LABELS is theme.METHOD_LABELS
+    for module in (bars, curves, heatmaps):
+        assert "METHOD_COLORS" not in vars(module)  # each draws through theme.method_color

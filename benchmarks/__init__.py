@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of prefixlab (not installed with the package; see README.md)."""

@@ -1,0 +1,175 @@
+"""Training curves: loss and gradient norms per step, and the spread across seeds."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .checks import _array_nd, _check_mapping, _check_smooth, _val_xy, _xy
+from .theme import _VAL_MARKER, NEUTRAL_COLOR, _legend, _line_styles, _own_axes, style
+
+# --------------------------------------------------------------------------- line plots
+
+
+def _ema(y: np.ndarray, weight: float) -> np.ndarray:
+    """Debiased exponential moving average (as TensorBoard draws it); NaNs stay gaps."""
+    out = np.full_like(y, np.nan)
+    acc, n = 0.0, 0
+    for i, v in enumerate(y):
+        if np.isfinite(v):
+            acc = weight * acc + (1 - weight) * v
+            n += 1
+            out[i] = acc / (1 - weight**n)
+    return out
+
+
+def _curves_data(curves, val, smooth):
+    """Validated curves and validation points, in drawing order, with their styles."""
+    _check_mapping(curves, "curves", "1-D sequence of values per step")
+    smooth = _check_smooth(smooth)
+    lines = {label: _xy(values, f"curves[{label!r}]") for label, values in curves.items()}
+    points = {}
+    if val is not None:
+        _check_mapping(val, "val", "(steps, values)")
+        points = {label: _val_xy(pair, label) for label, pair in val.items()}
+    styles = _line_styles(list(lines) + [k for k in points if k not in lines])
+    return lines, points, styles, smooth
+
+
+def _draw_curves(ax, curves, *, val, smooth, logy) -> None:
+    lines, points, styles, smooth = _curves_data(curves, val, smooth)
+    for label, (x, y) in lines.items():
+        color, ls, name = styles[label]
+        if smooth:  # raw values stay visible underneath, faintly
+            ax.plot(x, y, color=color, ls=ls, lw=1.0, alpha=0.25, label="_raw")
+            y = _ema(y, smooth)
+        ax.plot(x, y, color=color, ls=ls, label=name)
+    for label, (x, y) in points.items():
+        color, _, name = styles[label]
+        name = "_val" if label in lines else f"{name} (validation)"
+        ax.plot(x, y, color=color, label=name, **_VAL_MARKER)
+    if logy:
+        ax.set_yscale("log")
+    handles, labels = ax.get_legend_handles_labels()
+    if points and set(points) & set(lines):
+        handles.append(Line2D([], [], color=NEUTRAL_COLOR, **_VAL_MARKER))
+        labels.append("validation")
+    _legend(ax, handles, labels)
+
+
+def plot_loss_curves(
+    curves: Mapping,
+    *,
+    title: str,
+    ylabel: str = "loss (nats/token)",
+    xlabel: str = "step",
+    smooth: float = 0,
+    logy: bool = False,
+    val: Mapping | None = None,
+    ax: Axes | None = None,
+) -> Figure:
+    """Training curves, one line per label, coloured by method.
+
+    Args:
+        curves: label -> values [steps] (x = 0..steps-1), or a pandas Series indexed by step.
+            A label is a method key ("prefix"), "method: detail" ("prompt: P=20") or anything.
+        smooth: exponential-moving-average weight in [0, 1); the raw curve stays, faint.
+        val: label -> (steps [n], values [n]), drawn as markers in the curve's colour.
+        ax: draw into this Axes instead of a new figure.
+    Returns:
+        Figure with one Axes: one line per curve (two when smoothing) and one per val entry.
+    """
+    with style():
+        fig, ax = _own_axes(ax, (8.2, 4.0))
+        _draw_curves(ax, curves, val=val, smooth=smooth, logy=logy)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return fig
+
+
+def plot_grad_norms(
+    norms: Mapping,
+    *,
+    title: str,
+    ylabel: str = "gradient norm",
+    xlabel: str = "step",
+    smooth: float = 0,
+    ax: Axes | None = None,
+) -> Figure:
+    """Gradient norms per step on a log axis, one line per label (as `plot_loss_curves`).
+
+    Args:
+        norms: label -> values [steps] or a pandas Series indexed by step.
+    """
+    return plot_loss_curves(
+        norms, title=title, ylabel=ylabel, xlabel=xlabel, smooth=smooth, logy=True, ax=ax
+    )
+
+
+def plot_seed_bands(
+    runs: Mapping,
+    *,
+    title: str,
+    band: str = "minmax",
+    steps=None,
+    ylabel: str = "loss (nats/token)",
+    xlabel: str = "step",
+    logy: bool = False,
+    ax: Axes | None = None,
+) -> Figure:
+    """Mean over seeds as a line, with the spread across seeds as a shaded band.
+
+    Args:
+        runs: label -> values [seeds, steps].
+        band: "minmax" (the band spans the best and worst seed) or "std" (mean +- 1 std).
+        steps: x values [steps]; default 0..steps-1.
+    Returns:
+        Figure with one Axes: one line and one band per label.
+    """
+    if band not in ("minmax", "std"):
+        raise ValueError(f'band must be "minmax" or "std", got {band!r}.')
+    _check_mapping(runs, "runs", "2-D array [seeds, steps]")
+    arrays = {
+        label: _array_nd(v, 2, f"runs[{label!r}]", "2-D array [seeds, steps]")
+        for label, v in runs.items()
+    }
+    styles = _line_styles(arrays)
+    with style():
+        fig, ax = _own_axes(ax, (8.2, 4.0))
+        for label, values in arrays.items():
+            color, ls, name = styles[label]
+            n_seeds, n_steps = values.shape
+            if steps is None:
+                x = np.arange(n_steps, dtype=float)
+            else:
+                x = _array_nd(steps, 1, "steps", "1-D sequence [steps]")
+                if len(x) != n_steps:
+                    raise ValueError(
+                        f"steps has {len(x)} entries but runs[{label!r}] has {n_steps} steps "
+                        f"(shape [seeds, steps] = {values.shape})."
+                    )
+            with warnings.catch_warnings():  # all-NaN columns (diverged everywhere) stay gaps
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(values, axis=0)
+                if band == "std":
+                    spread = np.nanstd(values, axis=0)
+                    low, high = mean - spread, mean + spread
+                else:
+                    low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+            seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+            ax.fill_between(x, low, high, color=color, alpha=0.18, lw=0)
+            ax.plot(x, mean, color=color, ls=ls, label=f"{name} ({seeds})")
+        if logy:
+            ax.set_yscale("log")
+        spread = "min-max over seeds" if band == "minmax" else "mean \u00b1 1 std over seeds"
+        handles, labels = ax.get_legend_handles_labels()
+        handles.append(plt.Rectangle((0, 0), 1, 1, color=NEUTRAL_COLOR, alpha=0.3, lw=0))
+        labels.append(f"band: {spread}")
+        _legend(ax, handles, labels)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return fig

@@ -1,0 +1,152 @@
+"""Sweeps: a final metric against learning rate or prefix length, one line per method."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib import transforms
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .checks import _check_frame
+from .theme import (
+    _BESIDE,
+    _CROSS,
+    _STRIP,
+    NEUTRAL_COLOR,
+    _legend,
+    _line_styles,
+    _subplots,
+    _suptitle,
+    style,
+)
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _sweep(ax, df, x: str, y: str, hue: str, diverged: np.ndarray | None = None) -> list:
+    """Points per row and a median line per hue; returns legend handles, one per hue."""
+    groups = list(pd.unique(df[hue]))
+    styles = _line_styles(groups)
+    handles = []
+    for group in groups:
+        rows = df[df[hue] == group]
+        keep = np.isfinite(rows[y].to_numpy(float))
+        if diverged is not None:
+            keep &= ~diverged[(df[hue] == group).to_numpy()]
+        ok = rows[keep]
+        color, ls, name = styles[group]
+        ax.scatter(ok[x], ok[y], s=26, color=color, alpha=0.45, lw=0, zorder=2)
+        median = ok.groupby(x, sort=True)[y].median()
+        ax.plot(median.index, median.to_numpy(), color=color, ls=ls, marker="o", ms=5, zorder=3)
+        handles.append(Line2D([], [], color=color, ls=ls, marker="o", ms=5, label=name))
+    return handles
+
+
+def plot_lr_sweep(
+    df: pd.DataFrame,
+    *,
+    x: str = "lr",
+    y: str = "final_val_loss",
+    hue: str = "method",
+    title: str,
+    xlabel: str = "learning rate",
+    ylabel: str | None = None,
+    diverged_above: float | None = None,
+) -> Figure:
+    """Final metric against learning rate (log x): a dot per run, a line through the medians.
+
+    Runs whose value is NaN or infinite (or above `diverged_above`) diverged: they are drawn
+    as crosses along the top edge, above every finite value, under the legend entry "diverged".
+
+    Args:
+        df: one row per run (method, lr, seed, ...), with columns `x`, `y` and `hue`; the
+            default `y` is the column `run_grid` writes (`final_val_loss`).
+    """
+    _check_frame(df, [x, y, hue])
+    lrs = df[x].to_numpy(float)
+    if not (np.isfinite(lrs) & (lrs > 0)).all():
+        raise ValueError(f"Column {x!r} must hold positive, finite learning rates (log axis).")
+    values = df[y].to_numpy(float)
+    diverged = ~np.isfinite(values)
+    if diverged_above is not None:
+        diverged |= np.nan_to_num(values, nan=0.0) > diverged_above
+    with style():
+        fig, axes = _subplots(figsize=(8.2, 4.2))
+        ax = axes[0, 0]
+        handles = _sweep(ax, df, x, y, hue, diverged)
+        if diverged.any():
+            counted = _draw_diverged(ax, df, x, hue, diverged, values)
+            label = "diverged (k/n runs)" if counted else "diverged"
+            handles.append(Line2D([], [], color=NEUTRAL_COLOR, label=label, **_CROSS))
+            ax.margins(x=0.07)  # room for the "k/n" beside the outermost crosses
+        ax.set_xscale("log")
+        _legend(ax, handles)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel or y.replace("_", " "))
+    return fig
+
+
+def _draw_diverged(ax, df, x: str, hue: str, diverged: np.ndarray, values: np.ndarray) -> bool:
+    """Crosses in a shaded strip along the top, one lane per method, "k/n" runs beside each.
+
+    Returns whether any "k/n" count was written (several runs at one learning rate).
+    """
+    frame = df.assign(_diverged=diverged)
+    groups = list(pd.unique(df[hue]))
+    styles = _line_styles(groups)
+    lanes = [g for g in groups if frame.loc[frame[hue] == g, "_diverged"].any()]
+    lane_height = 0.055
+    strip = 0.02 + lane_height * len(lanes)  # share of the axes height, at the top
+    ax.add_patch(plt.Rectangle((0, 1 - strip), 1, strip, transform=ax.transAxes, **_STRIP))
+    top = transforms.blended_transform_factory(ax.transData, ax.transAxes)  # x data, y axes
+    counted = False
+    for lane, group in enumerate(lanes):
+        height = 1 - 0.01 - lane_height * (lane + 0.5)
+        runs = frame[frame[hue] == group].groupby(x, sort=True)["_diverged"].agg(["sum", "size"])
+        for lr, (n_diverged, n_runs) in runs[runs["sum"] > 0].iterrows():
+            ax.plot([lr], [height], transform=top, color=styles[group][0], clip_on=False, **_CROSS)
+            if n_runs > 1:
+                counted = True
+                note = f"{n_diverged}/{n_runs}"
+                ax.annotate(note, (lr, height), xycoords=top, fontsize=8, color="#555", **_BESIDE)
+    finite = values[~diverged]
+    if not finite.size:  # nothing finite: the y axis has no scale to show
+        ax.set_yticks([])
+    else:  # rescale so every finite value sits below the strip
+        low, high = finite.min(), finite.max()
+        span = (high - low) or abs(high) or 1.0
+        bottom = low - 0.06 * span
+        ax.set_ylim(bottom, bottom + (high - bottom) / (1 - strip - 0.05))
+    return counted
+
+
+def plot_length_sweep(df: pd.DataFrame, *, title: str) -> Figure:
+    """Validation loss (and BLEU, if given) against prefix length P, one line per method.
+
+    Args:
+        df: columns method, prefix_length, val_loss and optionally bleu; one row per run
+            (several seeds per (method, P) are drawn as dots with a line through the medians).
+    Returns:
+        Figure with two Axes (val loss, BLEU), or one when there is no bleu column.
+    """
+    _check_frame(df, ["method", "prefix_length", "val_loss"])
+    lengths = df["prefix_length"].to_numpy(float)
+    if not (np.isfinite(lengths) & (lengths > 0)).all():
+        raise ValueError("Column 'prefix_length' must hold positive prefix lengths P.")
+    panels = [("val_loss", "validation loss (nats/token)")]
+    if "bleu" in df.columns:
+        panels.append(("bleu", "BLEU"))
+    ticks = np.unique(lengths)
+    with style():
+        fig, axes = _subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0))
+        for ax, (column, label) in zip(axes[0], panels, strict=True):
+            handles = _sweep(ax, df, "prefix_length", column, "method")
+            if ticks.max() / ticks.min() >= 8:
+                ax.set_xscale("log")
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
+            ax.set(xlabel="prefix length P (virtual tokens)", ylabel=label)
+        _legend(axes[0, -1], handles)
+        _suptitle(fig, title)
+    return fig
