@@ -23,7 +23,7 @@ references of the real E2E dev split (`scripts/measure_slot_checker.py`).
   cheap or moderate and contradict high.
 - `familyFriendly` is decided by polarity: each mention of family/families/kid(s)/child(ren)
   /adult(s) is negative when a negation ("not", "no", "non", "none", "n't", "unsuitable",
-  ...) sits within five words before it or three after it in the same clause (clauses end at
+  ...) sits within six words before it or three after it in the same clause (clauses end at
   , ; . and "and"/"but"), when "free" follows it ("child-free"), or when the word is adult(s)
   or childless ("adults only"); else positive. The slot is realized when some mention has the
   MR's polarity, contradicted when all mentions have the other one, missing when there is
@@ -72,7 +72,7 @@ _WORD = r"(?<![\w-])"  # a word start that is not inside a hyphenated word like 
 # Words that end a stretch of nearby words: a new clause or another slot's fact begins.
 _BREAKS = r"and|but|or|while|whereas|although|though|with|yet"
 _PRICE = r"price|prices|priced|pricing|price range|cost|costs|costing"
-_RATING = r"ratings?|rated|rates?|reviews?|reviewed|scores?|stars?|rank(?:s|ed)?"
+_RATING = r"ratings?|rated|rates?|reviews?|reviewed|scores?|stars?|rank(?:s|ed)?|satisfaction"
 
 
 def _near(first: str, second: str, gap: int, stop: str = "") -> str:
@@ -156,7 +156,8 @@ _PATTERNS: dict[str, dict[str, list[str]]] = {
             r"\baverage(?:ly)?[- ]priced\b",
             r"\bfairly priced\b",
             *_AFFORDABLE,
-            *_price_level("average|moderate|medium|mid|middle|reasonable"),
+            r"\b(?:moderately|fairly) expensive\b",
+            *_price_level("average|moderate|medium|mid|middle|reasonable|decent"),
             r"(?<![\d£])£? ?20 ?(?:-|to|and) ?£? ?25\b",
             r"\bbetween £? ?20 and £? ?25\b",
             r"\btwenty to twenty[- ]five\b",
@@ -167,9 +168,9 @@ _PATTERNS: dict[str, dict[str, list[str]]] = {
             r"\bpric(?:e?y|ier|iest)\b",
             r"\bup(?:market|scale)\b",
             r"\bcostly\b",
-            *_price_level("high|higher|highest|expensive|premium|upper"),
-            r"(?:more than|over|above|higher than|at least|exceeding) £? ?(?:30|thirty)\b",
-            r"£ ?30 ?(?:\+|plus|or (?:more|above|over))",
+            *_price_level("high|higher|highest|highly|expensive|premium|upper"),
+            r"(?:more (?:than )?|over |above |higher than |at least |exceeding )£? ?(?:30|thirty)\b",
+            r"£ ?30 ?(?:\+|plus|(?:or|and) (?:more|above|over|up))",
         ],
     },
     # Rating levels: low / 1 out of 5, average / 3 out of 5, high / 5 out of 5.
@@ -184,17 +185,21 @@ _PATTERNS: dict[str, dict[str, list[str]]] = {
         "average": [
             r"\baverage(?:ly)?[- ]rated\b",
             r"\bmid[- ]?ranged? rating\b",
-            *_rating_level("average|averagely|moderate|moderately|mediocre|middling|mid"),
+            *_rating_level(
+                "average|averagely|moderate|moderately|mediocre|middling|mid|reasonable|decent"
+                "|fair|ok|okay"
+            ),
             # "an average coffee shop": a judgement of the venue as a whole
-            r"\ban average (?:[\w-]+ ){0,2}(?:coffee shop|restaurant|pub|place|venue|eatery)\b",
+            r"\baverage,? (?!pric|cost)(?:[\w-]+,? ){0,2}(?:coffee shop|restaurant|pub|place|venue"
+            r"|eatery)\b",
             *_stars("3", "three"),
         ],
         "high": [
             r"\bhigh(?:ly)?[- ]rated\b",
             r"\b(?:top|well)[- ]rated\b",
-            r"\bwell[- ]reviewed\b",
+            r"\bwell[- ](?:reviewed|liked)\b",
             r"\b(?:above|better than) average\b",
-            *_rating_level("high|higher|highest|highly|excellent|top|perfect|outstanding"),
+            *_rating_level("high|higher|highest|highly|excellent|top|perfect|outstanding|best"),
             *_stars("5", "five"),
         ],
     },
@@ -237,7 +242,7 @@ _FAMILY_WORDS = {
 _NEGATIVE_WORDS = {"adult", "adults", "childless"}  # a mention that is negative by itself
 _NEGATIONS = {
     "not", "no", "non", "none", "never", "nor", "without", "unsuitable", "unfriendly",
-    "unwelcome", "unwelcoming", "cannot", "neither", "prohibited", "banned",
+    "unwelcome", "unwelcoming", "cannot", "neither", "prohibited", "banned", "bad", "poor",
 }  # fmt: skip
 _CLAUSE_BREAK = {"and", "but", "although", "while", "whereas", "though"}
 _TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?|[,.;:!?|]")
@@ -266,7 +271,7 @@ def family_polarity(text: str) -> list[bool]:
             polarities.append(False)
             continue
         negative = False
-        for j in range(i - 1, max(-1, i - 6), -1):  # up to five words back, same clause
+        for j in range(i - 1, max(-1, i - 7), -1):  # up to six words back, same clause
             if tokens[j] in _CLAUSE_BREAK or not tokens[j][0].isalpha():
                 break
             if _is_negation(tokens, j):
@@ -309,6 +314,34 @@ def _literal(value: str) -> re.Pattern:
     return re.compile(r"(?<!\w)" + r"[\W_]*".join(re.escape(w) for w in words) + r"(?!\w)")
 
 
+def _one_slip(want: str, got: str) -> bool:
+    """True when `got` is `want` with at most one letter added, dropped or changed."""
+    if abs(len(want) - len(got)) > 1:
+        return False
+    if len(want) == len(got):
+        return sum(a != b for a, b in zip(want, got, strict=True)) <= 1
+    short, long_ = sorted((want, got), key=len)
+    i = next((k for k, (a, b) in enumerate(zip(short, long_, strict=False)) if a != b), len(short))
+    return short[i:] == long_[i + 1 :]
+
+
+def _says_open_value(value: str, text: str) -> bool:
+    """Whether normalized `text` names `value`: as whole words, forgiving one slip of a letter
+    in words of six letters or more ("Crown Plaza" for "Crowne Plaza"); short words, where one
+    letter makes another name ("Cotton" for "Cotto"), must match exactly."""
+    if _literal(value).search(text):
+        return True
+    want = re.findall(r"[^\W_]+", _normalize(value))
+    got = re.findall(r"[^\W_]+", text)
+    for start in range(len(got) - len(want) + 1):
+        window = got[start : start + len(want)]
+        if all(
+            w == g or (len(w) >= 6 and _one_slip(w, g)) for w, g in zip(want, window, strict=True)
+        ):
+            return True
+    return False
+
+
 def _blank_out(text: str, values: Sequence[str]) -> str:
     for value in values:
         if value:
@@ -334,7 +367,7 @@ def _check_slot(slot: str, value: str, text: str) -> str:
         if level in stated:
             return "ok"
         return "contradicted" if stated or level in denied else "missing"
-    return "ok" if _literal(value).search(text) else "missing"
+    return "ok" if _says_open_value(value, text) else "missing"
 
 
 def slot_errors(mr: str | Mapping[str, str], text: str) -> dict[str, list[str]]:
