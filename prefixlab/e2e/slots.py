@@ -83,7 +83,7 @@ def _near(first: str, second: str, gap: int, stop: str = "") -> str:
     """
     barred = f"{_BREAKS}|{stop}" if stop else _BREAKS
     sep = r"(?:[ -]|: )"  # "low rating", "low-rated", "rating: low"
-    skip = rf"(?:{sep}(?!(?:{barred})\b)[\w']+){{0,{gap}}}"
+    skip = rf"(?:{sep}(?!(?:{barred})\b)[\w'|]+){{0,{gap}}}"  # "|": a blanked-out name
     return rf"\b(?:{first})\b{skip}{sep}(?:{second})\b"
 
 
@@ -117,7 +117,7 @@ def _stars(digit: str, word: str) -> list[str]:
         rf"(?<!out of ){_WORD}{n} ?/ ?5\b",
         rf"(?<!out of )(?<!of ){_WORD}{n}[- ]?stars?\b",
         rf"(?<!out of ){_WORD}{n}[- ]star(?:red|[- ]rated)\b",
-        rf"\b(?:rated|rating of|rating is|rates|scores?) {n}\b(?! ?(?:£|pounds|-|to))",
+        rf"\b(?:rated|rating of|rating is|rates|scores?) (?:a )?{n}\b(?! ?(?:£|pounds|-|to))",
     ]
 
 
@@ -190,16 +190,19 @@ _PATTERNS: dict[str, dict[str, list[str]]] = {
                 "|fair|ok|okay"
             ),
             # "an average coffee shop": a judgement of the venue as a whole
-            r"\baverage,? (?!pric|cost)(?:[\w-]+,? ){0,2}(?:coffee shop|restaurant|pub|place|venue"
-            r"|eatery)\b",
+            r"\b(?:average|decent|mediocre),? (?!pric|cost)(?:[\w-]+,? ){0,2}(?:coffee shop"
+            r"|restaurant|pub|place|venue|eatery)\b",
             *_stars("3", "three"),
         ],
         "high": [
             r"\bhigh(?:ly)?[- ]rated\b",
             r"\b(?:top|well)[- ]rated\b",
             r"\bwell[- ](?:reviewed|liked)\b",
+            r"\bhighly recommended\b",
             r"\b(?:above|better than) average\b",
-            *_rating_level("high|higher|highest|highly|excellent|top|perfect|outstanding|best"),
+            *_rating_level(
+                "high|higher|highest|highly|excellent|great|top|perfect|outstanding|best"
+            ),
             *_stars("5", "five"),
         ],
     },
