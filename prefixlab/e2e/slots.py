@@ -72,7 +72,10 @@ _WORD = r"(?<![\w-])"  # a word start that is not inside a hyphenated word like 
 # Words that end a stretch of nearby words: a new clause or another slot's fact begins.
 _BREAKS = r"and|but|or|while|whereas|although|though|with|yet"
 _PRICE = r"price|prices|priced|pricing|price range|cost|costs|costing"
-_RATING = r"ratings?|rated|rates?|reviews?|reviewed|scores?|stars?|rank(?:s|ed)?|satisfaction"
+_RATING = (
+    r"ratings?|rated|rates?|reviews?|reviewed|scores?|stars?|rank(?:s|ed)?|satisfaction|feedback"
+)
+_VENUE = r"coffee shop|restaurant|pub|place|venue|eatery|establishment"
 
 
 def _near(first: str, second: str, gap: int, stop: str = "") -> str:
@@ -115,9 +118,10 @@ def _stars(digit: str, word: str) -> list[str]:
     return [
         rf"(?<!out of ){_WORD}{n} ?(?:out of|our of|out|of) ?{five}\b",
         rf"(?<!out of ){_WORD}{n} ?/ ?5\b",
-        rf"(?<!out of )(?<!of ){_WORD}{n}[- ]?stars?\b",
+        rf"(?<!out of ){_WORD}(?:(?<!of ){digit}|{word})[- ]?stars?\b",  # not "1 of 5 stars"
         rf"(?<!out of ){_WORD}{n}[- ]star(?:red|[- ]rated)\b",
-        rf"\b(?:rated|rating of|rating is|rates|scores?) (?:a )?{n}\b(?! ?(?:£|pounds|-|to))",
+        rf"\b(?:rated|rating of|rating is|rates|scores?|(?:rate|rating|rated|give|gave) it)"
+        rf" (?:a )?{n}\b(?! ?(?:£|pounds|-|to))",
     ]
 
 
@@ -179,7 +183,7 @@ _PATTERNS: dict[str, dict[str, list[str]]] = {
             r"\blow(?:ly)?[- ]rated\b",
             r"\b(?:poorly|badly)[- ]rated\b",
             r"\b(?:below|lower than|less than) average\b",
-            *_rating_level("low|lower|lowest|poor|poorly|bad|badly|negative|terrible"),
+            *_rating_level("low|lower|lowest|lowly|poor|poorly|bad|badly|negative|terrible"),
             *_stars("1", "one"),
         ],
         "average": [
@@ -190,8 +194,9 @@ _PATTERNS: dict[str, dict[str, list[str]]] = {
                 "|fair|ok|okay"
             ),
             # "an average coffee shop": a judgement of the venue as a whole
-            r"\b(?:average|decent|mediocre),? (?!pric|cost)(?:[\w-]+,? ){0,2}(?:coffee shop"
-            r"|restaurant|pub|place|venue|eatery)\b",
+            rf"\b(?:average|decent|mediocre),? (?!pric|cost)(?:[\w-]+,? ){{0,2}}(?:{_VENUE})\b",
+            r"(?<!price )(?<!prices )(?<!range )(?<!food )\b(?:is|it's) (?:just |only )?average\b"
+            r"(?![ -](?:pric|cost))",
             *_stars("3", "three"),
         ],
         "high": [
@@ -199,6 +204,9 @@ _PATTERNS: dict[str, dict[str, list[str]]] = {
             r"\b(?:top|well)[- ]rated\b",
             r"\bwell[- ](?:reviewed|liked)\b",
             r"\bhighly recommended\b",
+            r"\bcustomers? (?:love|adore)\b",
+            rf"\b(?:great|excellent|really good|very good|superb|wonderful),? (?:[\w-]+,? ){{0,2}}"
+            rf"(?:{_VENUE})\b",
             r"\b(?:above|better than) average\b",
             *_rating_level(
                 "high|higher|highest|highly|excellent|great|top|perfect|outstanding|best"
@@ -245,12 +253,18 @@ _FAMILY_WORDS = {
 _NEGATIVE_WORDS = {"adult", "adults", "childless"}  # a mention that is negative by itself
 _NEGATIONS = {
     "not", "no", "non", "none", "never", "nor", "without", "unsuitable", "unfriendly",
-    "unwelcome", "unwelcoming", "cannot", "neither", "prohibited", "banned", "bad", "poor",
+    "unwelcome", "unwelcoming", "cannot", "neither", "prohibited", "banned", "bad", "poor", "leave",
 }  # fmt: skip
 _CLAUSE_BREAK = {"and", "but", "although", "while", "whereas", "though"}
 _TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?|[,.;:!?|]")
 # Words that deny a closed-slot phrasing right after them: "not cheap", "isn't in the centre".
-_DENIAL = re.compile(r"(?:\bnot|n't|\bnever|\bnor|\boutside(?: of)?)(?: \w+){0,2} $")
+# Only small words may stand between: "not very cheap", "isn't in the centre"; not "not kids
+# friendly Chinese", where the negation belongs to the words in between.
+_DENIAL = re.compile(
+    r"(?:\bnot|n't|\bnever|\bnor|\boutside(?: of)?)"
+    r"(?: (?:very|too|so|that|really|particularly|quite|overly|exactly|located|situated|in|at"
+    r"|on|by|the|a|an)){0,3} $"
+)
 
 
 def _is_negation(tokens: list[str], j: int) -> bool:
