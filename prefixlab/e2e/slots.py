@@ -228,7 +228,7 @@ _PATTERNS: dict[str, dict[str, list[str]]] = {
     "area": {
         "city centre": [
             r"\bcity[- ]?cent(?:re|er)\b",
-            r"\b(?:town|centre|center)[- ]cent(?:re|er)\b",
+            r"\btown[- ]?cent(?:re|er)\b",
             r"\bcent(?:re|er) of (?:the )?(?:city|town)\b",
             r"\bcentral(?:ly)?\b",
             r"\bheart of the city\b",
