@@ -11,6 +11,9 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from prefixlab.batching import encode_for_generation, encode_for_training, iterate_batches
+
+# Re-exported: notebooks and tests call prefixlab.evaluate.slot_error_rate and friends.
+from prefixlab.e2e.slots import family_polarity as family_polarity
 from prefixlab.e2e.slots import slot_error_rate, slot_errors
 
 # -- BLEU --------------------------------------------------------------------------------------
