@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prefixlab.loading import ModelDims, model_dims, output_cache
+from prefixlab.loading import ModelDims, base_fingerprint, model_dims, output_cache
 
 PREFIX_INITS = ("random", "zero", "vocab", "text")
 REPARAMS = ("none", "mlp")
@@ -114,6 +114,8 @@ class PrefixTuning(nn.Module):
         super().__init__()
         dims = model if isinstance(model, ModelDims) else model_dims(model)
         self.dims = dims
+        # which base model this prefix was built for (None from ModelDims); saved with it
+        self.base_fingerprint = None if isinstance(model, ModelDims) else base_fingerprint(model)
         self.prefix_length = check_prefix_length(prefix_length, dims)
         if reparam not in REPARAMS:
             raise ValueError(f"reparam must be one of {REPARAMS}, got {reparam!r}.")
@@ -206,7 +208,7 @@ class PrefixTuning(nn.Module):
         direct = PrefixTuning(
             self.dims, self.prefix_length, reparam="none", init="zero", init_text=self.init_text
         )
-        direct.init = self.init
+        direct.init, direct.base_fingerprint = self.init, self.base_fingerprint
         direct.weight = nn.Parameter(self.flat().detach().clone())
         return direct
 

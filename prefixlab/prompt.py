@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prefixlab.loading import ModelDims, model_dims
+from prefixlab.loading import ModelDims, base_fingerprint, model_dims
 from prefixlab.prefix import check_prefix_length, init_token_ids
 
 PROMPT_INITS = ("random", "vocab", "text", "mean")
@@ -47,6 +47,8 @@ class PromptTuning(nn.Module):
         super().__init__()
         dims = model if isinstance(model, ModelDims) else model_dims(model)
         self.dims = dims
+        # which base model this prompt was built for (None from ModelDims); saved with it
+        self.base_fingerprint = None if isinstance(model, ModelDims) else base_fingerprint(model)
         self.prefix_length = check_prefix_length(prefix_length, dims)
         if init not in PROMPT_INITS:
             raise ValueError(f"init must be one of {PROMPT_INITS}, got {init!r}.")
@@ -89,7 +91,7 @@ class PromptTuning(nn.Module):
     def materialize(self) -> PromptTuning:
         """A detached copy (a soft prompt has no reparameterization to discard)."""
         copy = PromptTuning(self.dims, self.prefix_length, init="random", init_text=self.init_text)
-        copy.init = self.init
+        copy.init, copy.base_fingerprint = self.init, self.base_fingerprint
         copy.weight = nn.Parameter(self.weight.detach().clone())
         return copy
 
