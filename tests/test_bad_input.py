@@ -14,7 +14,7 @@ import warnings
 import nbformat
 import pytest
 import torch
-from tiny_models import VOCAB, char_tokenizer, make_gpt2
+from tiny_models import VOCAB, make_gpt2
 
 from prefixlab import (
     AdaptedModel,
@@ -98,49 +98,78 @@ def test_causal_lms_are_still_accepted(tiny_model):
 
 # -- 3. a run that diverges is labelled, with advice -------------------------------------------
 
-PAIRS = [(f"name[N{i}]", "a good pub.") for i in range(8)]
+
+@pytest.fixture(scope="module")
+def pretrained():
+    """The embedded tiny GPT-2: a model whose untrained loss is well below ln V."""
+    from prefixlab import load_model
+
+    return load_model("tiny")
 
 
 @pytest.fixture(scope="module")
-def encoded():
-    return encode_for_training(char_tokenizer(), PAIRS, 40)
+def encoded(pretrained):
+    from prefixlab.data import load_e2e
+
+    _, tokenizer = pretrained
+    pairs = list(load_e2e("synthetic", "train"))[:16]  # what the tiny model was built for
+    return encode_for_training(tokenizer, pairs, 128, overflow="skip")
+
+
+def tuned(pretrained, method):
+    model, tokenizer = pretrained
+    if method == "prompt":
+        return AdaptedModel(model, PromptTuning(model, P, init="vocab", tokenizer=tokenizer))
+    reparam = "mlp" if method == "prefix+mlp" else "none"
+    prefix = PrefixTuning(model, P, init="vocab", tokenizer=tokenizer, reparam=reparam)
+    return AdaptedModel(model, prefix)
 
 
 @pytest.mark.parametrize("validate", [True, False])
-def test_huge_learning_rate_is_reported_as_diverged(tiny_model, method, encoded, validate):
-    adapted = AdaptedModel(tiny_model, make_adapter(tiny_model, method))
+@pytest.mark.parametrize("kind", ["prefix", "prefix+mlp"])
+def test_huge_learning_rate_is_reported_as_diverged(pretrained, kind, encoded, validate):
     config = TrainConfig(steps=12, batch_size=4, lr=1e6, eval_every=6 if validate else None)
     with pytest.warns(RuntimeWarning, match="lower the learning rate") as caught:
         history = train(
-            adapted, encoded, config, val_data=encoded if validate else None, progress=False
-        )
+            tuned(pretrained, kind), encoded, config, val_data=encoded if validate else None,
+            progress=False,
+        )  # fmt: skip
     assert history.stopped_reason == "diverged"
     assert len(history) == 12  # the run finishes; its history is kept
-    assert history.diverged_at is not None and 1 <= history.diverged_at <= 12
-    reference = history.val_loss[0] if validate else math.log(VOCAB)
-    # from diverged_at on, the running training loss stays above the reference
+    assert history.diverged_at is not None and 2 <= history.diverged_at <= 12
+    start = history.val_loss[0] if validate else history.loss[0]  # the untrained loss
     tail = history.loss[history.diverged_at - 1 :]
-    assert sum(tail) / len(tail) > reference
+    assert sum(tail) / len(tail) > 1.5 * start  # from diverged_at on, clearly worse
+    if validate:
+        assert history.final_val_loss > 1.5 * start
     text = str(caught[0].message)
-    assert "1e+06" in text and f"{reference:.3f}" in text
+    assert "1e+06" in text and f"{start:.3f}" in text and f"step {history.diverged_at}" in text
     assert history.message == text
 
 
-def test_a_healthy_run_is_not_labelled_diverged(tiny_model, encoded):
-    adapted = AdaptedModel(tiny_model, PrefixTuning(tiny_model, 3))
-    config = TrainConfig(steps=12, batch_size=4, lr=0.1, eval_every=6)
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize("kind, lr", [("prefix", 0.1), ("prompt", 0.1), ("prompt", 1e-12)])
+def test_a_sane_run_is_not_labelled_diverged(pretrained, encoded, kind, lr, validate):
+    config = TrainConfig(steps=12, batch_size=4, lr=lr, eval_every=6 if validate else None)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        history = train(adapted, encoded, config, val_data=encoded, progress=False)
+        history = train(
+            tuned(pretrained, kind), encoded, config, val_data=encoded if validate else None,
+            progress=False,
+        )  # fmt: skip
     assert history.stopped_reason == "completed" and history.diverged_at is None
 
 
-def test_a_run_that_learns_nothing_is_not_diverged(tiny_model, encoded):
-    """A learning rate too small to move anything leaves the loss at its start: not diverged."""
-    adapted = AdaptedModel(tiny_model, PromptTuning(tiny_model, 3))
-    config = TrainConfig(steps=10, batch_size=4, lr=1e-12, eval_every=5)
-    history = train(adapted, encoded, config, val_data=encoded, progress=False)
-    assert history.stopped_reason == "completed" and history.diverged_at is None
+def test_a_random_start_above_ln_v_is_not_diverged(pretrained):
+    """A random prefix on unfamiliar text starts above ln V; staying there is not diverging."""
+    model, tokenizer = pretrained
+    pairs = [(f"name[Mill {i}], food[Thai]", f"Mill {i} serves Thai food.") for i in range(8)]
+    encoded = encode_for_training(tokenizer, pairs, 64)
+    adapted = AdaptedModel(model, PrefixTuning(model, P, init="random"))
+    config = TrainConfig(steps=12, batch_size=4, lr=1e-12, eval_every=None)
+    history = train(adapted, encoded, config, progress=False)
+    assert history.loss[0] > math.log(model_dims(model).vocab_size)
+    assert history.stopped_reason == "completed"
 
 
 def test_history_round_trips_diverged_at():
@@ -217,7 +246,11 @@ def test_peft_round_trip_ignores_the_fingerprint(tiny_model, method, tmp_path):
 def _notebook(path, *sources):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
     return path
 
