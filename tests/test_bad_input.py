@@ -286,4 +286,4 @@ def test_cli_rejects_a_bad_notebook_timeout(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["run-notebooks", str(path), "--notebook-timeout", "0"])
     assert exit_.value.code == 2
-    assert "notebook-timeout" in capsys.readouterr().err
+    assert "--notebook-timeout must be a number of seconds > 0" in capsys.readouterr().err
