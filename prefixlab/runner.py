@@ -83,11 +83,13 @@ def run_notebook(
         )
     nb = nbformat.read(path, as_version=4)
     current: dict = {"index": None}  # the cell being executed, for the error message
-    deadline = time.monotonic() + notebook_timeout
+    clock = {"deadline": math.inf}  # set when the first cell starts: kernel start excluded
 
     def cell_limit(cell) -> int:
         """Seconds this cell may take: its own limit, cut to what is left of the notebook's."""
-        left = deadline - time.monotonic()
+        if clock["deadline"] == math.inf:
+            clock["deadline"] = time.monotonic() + notebook_timeout
+        left = clock["deadline"] - time.monotonic()
         return max(1, math.ceil(min(timeout, left)))
 
     def on_cell_start(cell, cell_index, **_):
@@ -105,7 +107,7 @@ def run_notebook(
         client.execute()
     except CellTimeoutError as err:
         index = current["index"]
-        over = time.monotonic() >= deadline - 1
+        over = time.monotonic() >= clock["deadline"] - 1
         limit = (
             f"the notebook's wall-clock limit of {notebook_timeout:g} s (--notebook-timeout)"
             if over

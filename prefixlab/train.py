@@ -334,6 +334,7 @@ def train(
                 group["lr"] = lr
             out = adapted(batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
             loss, vocab_size = out.loss, out.logits.shape[-1]
+            del out  # the [B, T, V] logits need not outlive the backward pass
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 _restore(params, last_good)
