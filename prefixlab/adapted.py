@@ -193,6 +193,8 @@ class AdaptedModel(nn.Module):
         """Generate with the adapter attached; greedy, sampling or beam search.
 
         Batches of different lengths must be left-padded (tokenizer.padding_side = "left").
+        The prefix (P), the input (T) and max_new_tokens must fit the model's context
+        (`check_generation_budget`); a ValueError says what to lower when they do not.
 
         Returns:
             LongTensor [B * num_return_sequences, T + new]: the prompt tokens, then the new ones.
@@ -201,6 +203,15 @@ class AdaptedModel(nn.Module):
             raise ValueError(
                 "generate needs left padding: a row ends with padding. Set "
                 "tokenizer.padding_side = 'left' (prefixlab.batching.encode_for_generation does)."
+            )
+        new_tokens = generate_kwargs.get("max_new_tokens")
+        if new_tokens is None:  # the model's default budget, when it has one
+            new_tokens = getattr(
+                getattr(self.model, "generation_config", None), "max_new_tokens", None
+            )
+        if new_tokens is not None:
+            check_generation_budget(
+                self.prefix_length, input_ids.shape[-1], new_tokens, self.dims.n_positions
             )
         num_beams = generate_kwargs.get("num_beams", 1) or 1
         num_return = generate_kwargs.get("num_return_sequences", 1) or 1
@@ -214,6 +225,35 @@ class AdaptedModel(nn.Module):
             prompt = input_ids.repeat_interleave(num_return, dim=0)
             return torch.cat([prompt, new], dim=1)
         return self.model.generate(**inputs, **generate_kwargs)
+
+
+def check_generation_budget(
+    prefix_length: int, input_length: int, max_new_tokens, context: int
+) -> None:
+    """Fail before generating when P + T + max_new_tokens does not fit the model's context.
+
+    Past the context a model with learned positions indexes past its position table (an
+    IndexError deep in torch); one with rotary positions silently runs beyond its training.
+    `context` 0 means unknown: only max_new_tokens is checked.
+
+    Raises:
+        ValueError: max_new_tokens not an int >= 1, or the budget overflowing, with the
+            largest max_new_tokens that fits.
+    """
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 1
+    ):
+        raise ValueError(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}.")
+    if context and prefix_length + input_length + max_new_tokens > context:
+        room = context - prefix_length - input_length
+        raise ValueError(
+            f"Prefix ({prefix_length}) + input ({input_length}) + max_new_tokens "
+            f"({max_new_tokens}) is {prefix_length + input_length + max_new_tokens} positions, "
+            f"more than the model's context of {context}; pass max_new_tokens <= {max(room, 0)}, "
+            "or shorten the input or the prefix."
+        )
 
 
 def _generation_pad_id(model) -> int | None:

@@ -3,23 +3,28 @@
 prefixlab's own format, a folder with
 
     adapter.safetensors   one tensor "weight": [P, L*2*kv_dim] (prefix) or [P, d_model] (prompt)
-    adapter.json          method, P, base model name and dims, init, training metadata
+    adapter.json          method, P, base model name, dims and fingerprint, init, metadata
 
 An MLP-reparameterized prefix is always saved materialized (the MLP is a training device).
 PEFT's format (adapter_config.json + adapter_model.safetensors with "prompt_embeddings")
 holds the same matrix, so export and import are a copy plus a config.
+
+The base fingerprint (`loading.base_fingerprint`: shapes plus a checksum of the input
+embeddings) lets `load_adapter` warn when the model it loads onto has the same dimensions
+but other weights, e.g. another vocabulary: the adapter would load and produce nonsense.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from prefixlab.loading import ModelDims, model_dims
+from prefixlab.loading import ModelDims, base_fingerprint, model_dims
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
 
@@ -47,7 +52,8 @@ def save_adapter(adapter, path, *, model=None, metadata: dict | None = None) -> 
     """Write `adapter` (materialized) to the folder `path`; returns the folder.
 
     Args:
-        model: the base model, to record its name in the JSON (optional).
+        model: the base model, to record its name and fingerprint in the JSON (optional:
+            without it, the fingerprint of the model the adapter was built for is kept).
         metadata: JSON-serializable training details (steps, lr, losses, ...).
     """
     _check_adapter(adapter)
@@ -67,6 +73,9 @@ def save_adapter(adapter, path, *, model=None, metadata: dict | None = None) -> 
         "dtype": str(weight.dtype).replace("torch.", ""),
         "base_model": _base_name(model),
         "dims": asdict(adapter.dims),
+        "base_fingerprint": (
+            base_fingerprint(model) if model is not None else adapter.base_fingerprint
+        ),
         "metadata": metadata or {},
     }
     try:
@@ -98,6 +107,25 @@ def _check_dims(saved: ModelDims, dims: ModelDims, method: str) -> None:
             )
 
 
+def _warn_if_other_base(path, info: dict, model, fingerprint: dict) -> None:
+    """Warn when the saved base fingerprint differs from the model's (old artifacts: none)."""
+    saved = info.get("base_fingerprint")
+    if not saved or saved == fingerprint:
+        return
+    differ = sorted(
+        k for k in saved.keys() | fingerprint.keys() if saved.get(k) != fingerprint.get(k)
+    )
+    warnings.warn(
+        f"The adapter in {path} was trained on another base model: saved base "
+        f"{info.get('base_model') or 'unnamed'!r} has fingerprint {saved}, this model "
+        f"{_base_name(model) or 'unnamed'!r} has {fingerprint} (they differ in "
+        f"{', '.join(differ)}). It loads, but its outputs are likely meaningless; load it onto "
+        "the model it was trained on.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def _build(method: str, dims: ModelDims, prefix_length: int, weight: torch.Tensor, model):
     cls = PrefixTuning if method == "prefix" else PromptTuning
     adapter = cls(dims, prefix_length, init="zero" if method == "prefix" else "random")
@@ -117,6 +145,9 @@ def load_adapter(path, model, *, method: str | None = None):
 
     Args:
         method: if given ("prefix" or "prompt"), the saved method must be this one.
+    Warns:
+        UserWarning: when the model has the same dimensions but another fingerprint (other
+            weights or vocabulary) than the base the adapter was saved with.
     Raises:
         ValueError: naming the mismatch (method, layers, heads, dims) when the artifact does
             not fit the model.
@@ -133,6 +164,8 @@ def load_adapter(path, model, *, method: str | None = None):
     adapter = _build(saved_method, model_dims(model), info["prefix_length"], weight, model)
     adapter.init, adapter.init_text = info.get("init", adapter.init), info.get("init_text")
     adapter.metadata = info.get("metadata", {})
+    adapter.base_fingerprint = base_fingerprint(model)
+    _warn_if_other_base(path, info, model, adapter.base_fingerprint)
     return adapter
 
 

@@ -1,4 +1,5 @@
-"""Command line: `prefixlab --version`, `prefixlab run-notebooks [--fast] [--inplace] [--out DIR]`."""
+"""Command line: `prefixlab --version`,
+`prefixlab run-notebooks [--fast] [--inplace] [--out DIR] [--notebook-timeout SECONDS]`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 
 from prefixlab._version import __version__
-from prefixlab.runner import run_notebooks
+from prefixlab.runner import NOTEBOOK_TIMEOUT, check_notebook_timeout, run_notebooks
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write each executed notebook back (outputs kept, widget state stripped): "
         "how the committed series is made",
     )
+    run.add_argument(
+        "--notebook-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="wall-clock limit per notebook; a notebook still running then fails, naming the "
+        f"cell it was in (default: {NOTEBOOK_TIMEOUT})",
+    )
     run.add_argument("notebooks", nargs="*", help="notebook files (default: the whole series)")
     return parser
 
@@ -33,8 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run-notebooks":
+        limit = NOTEBOOK_TIMEOUT if args.notebook_timeout is None else args.notebook_timeout
+        try:
+            check_notebook_timeout(limit)
+        except ValueError:
+            parser.error(f"--notebook-timeout must be a number of seconds > 0, got {limit:g}.")
         return run_notebooks(
-            args.notebooks or None, out=args.out, fast=args.fast, inplace=args.inplace
+            args.notebooks or None,
+            out=args.out,
+            fast=args.fast,
+            inplace=args.inplace,
+            notebook_timeout=limit,
         )
     parser.print_help()
     return 0

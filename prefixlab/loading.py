@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import inspect
 import os
 import warnings
@@ -50,6 +51,44 @@ def _first(config, *names, default=None):
     return default
 
 
+_CAUSAL_LM_HINT = (
+    "prefixlab supports decoder-only causal LMs (GPT-2, Llama, Qwen, Mistral, ...): load one "
+    "with prefixlab.load_model or transformers.AutoModelForCausalLM."
+)
+
+
+def check_causal_lm(config_or_model) -> None:
+    """Refuse models that cannot continue text left to right, naming what they are.
+
+    A prefix or soft prompt steers a model that predicts the next token from the tokens before
+    it. Refused: encoder-decoder models (T5, BART), encoders whose config says
+    `is_decoder=False` (BERT-style: every token sees the whole sequence), and loaded models
+    that cannot generate (e.g. `BertForMaskedLM`). A config alone that does not say is
+    accepted, so parameter counts work from a config.
+
+    Raises:
+        ValueError: saying what the model is and what to load instead.
+    """
+    config = getattr(config_or_model, "config", config_or_model)
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"{type(config).__name__} is an encoder-decoder model, not a causal LM; "
+            + _CAUSAL_LM_HINT
+        )
+    if getattr(config, "is_decoder", None) is False:  # only encoder-style configs carry it
+        name = type(config_or_model).__name__
+        raise ValueError(
+            f"{name} is an encoder ({type(config).__name__} has is_decoder=False: every token "
+            "attends to the whole sequence), not a causal LM; " + _CAUSAL_LM_HINT
+        )
+    can_generate = getattr(config_or_model, "can_generate", None)
+    if isinstance(config_or_model, nn.Module) and callable(can_generate) and not can_generate():
+        raise ValueError(
+            f"{type(config_or_model).__name__} has no language-model head that generates "
+            "text, so it is not a causal LM; " + _CAUSAL_LM_HINT
+        )
+
+
 def model_dims(config_or_model) -> ModelDims:
     """Read `ModelDims` from a transformers config (or a model that has `.config`).
 
@@ -58,24 +97,22 @@ def model_dims(config_or_model) -> ModelDims:
     so the adapter, the glue and the checks that all ask for them share one reading.
 
     Raises:
-        ValueError: for encoder-decoder models (not supported yet) or configs missing sizes.
+        ValueError: for models that are not decoder-only causal LMs (`check_causal_lm`) or
+            configs missing sizes.
     """
     if isinstance(config_or_model, nn.Module):
         dims = config_or_model.__dict__.get("_prefixlab_dims")
         if dims is None:
+            check_causal_lm(config_or_model)
             dims = _read_dims(getattr(config_or_model, "config", config_or_model))
             config_or_model.__dict__["_prefixlab_dims"] = dims
         return dims
+    check_causal_lm(config_or_model)
     return _read_dims(getattr(config_or_model, "config", config_or_model))
 
 
 def _read_dims(config) -> ModelDims:
     """`ModelDims` from a transformers config."""
-    if getattr(config, "is_encoder_decoder", False):
-        raise ValueError(
-            f"{type(config).__name__} is an encoder-decoder model; prefixlab supports "
-            "decoder-only causal LMs (GPT-2, Llama, Qwen, Mistral, ...). Load a causal LM instead."
-        )
     if hasattr(config, "get_text_config"):
         config = config.get_text_config(decoder=True)
     n_layers = _first(config, "num_hidden_layers", "n_layer", "num_layers")
@@ -100,6 +137,40 @@ def _read_dims(config) -> ModelDims:
         vocab_size=int(_first(config, "vocab_size", default=0)),
         n_positions=int(n_positions),
     )
+
+
+FINGERPRINT_ROWS = 4096  # embedding rows hashed: enough to tell vocabularies apart, cheap
+
+
+@torch.no_grad()
+def base_fingerprint(model: nn.Module) -> dict:
+    """A cheap identity card of a base model: its shapes plus a checksum of its embeddings.
+
+    Two models with the same dimensions but another vocabulary or other weights get different
+    checksums, so an adapter saved for one can warn when loaded onto the other. The checksum
+    hashes at most FINGERPRINT_ROWS evenly spaced rows of the input embedding matrix [V, d],
+    rounded to bfloat16 (a float32 model and its bfloat16 copy agree), in milliseconds even
+    for a 50k-token vocabulary.
+
+    Returns:
+        dict: model_type, vocab_size, n_layers, d_model, n_heads, n_kv_heads and
+        embedding_checksum (16 hex digits).
+    """
+    dims = model_dims(model)
+    table = model.get_input_embeddings().weight.detach()  # [V, d_model]
+    rows = torch.linspace(0, table.shape[0] - 1, min(FINGERPRINT_ROWS, table.shape[0]))
+    sample = table[rows.long().to(table.device)].to(device="cpu", dtype=torch.bfloat16)
+    digest = hashlib.sha256(str(tuple(table.shape)).encode())
+    digest.update(sample.contiguous().view(torch.int16).numpy().tobytes())
+    return {
+        "model_type": dims.model_type,
+        "vocab_size": dims.vocab_size,
+        "n_layers": dims.n_layers,
+        "d_model": dims.d_model,
+        "n_heads": dims.n_heads,
+        "n_kv_heads": dims.n_kv_heads,
+        "embedding_checksum": digest.hexdigest()[:16],
+    }
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -174,7 +245,7 @@ def load_model(
     path = str(tiny_model_dir()) if name == TINY else name
     try:
         config = AutoConfig.from_pretrained(path)
-        model_dims(config)  # rejects encoder-decoder models with a clear message
+        model_dims(config)  # rejects models that are not causal LMs with a clear message
         kwargs = {"attn_implementation": attn_implementation}
         if dtype is not None:
             kwargs["dtype"] = dtype

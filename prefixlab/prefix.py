@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from prefixlab._validate import require_choice, require_int, require_number
-from prefixlab.loading import ModelDims, model_dims, output_cache
+from prefixlab.loading import ModelDims, base_fingerprint, model_dims, output_cache
 from prefixlab.methods import method
 
 PREFIX_INITS = method("prefix").inits  # random, zero, vocab, text
@@ -117,6 +117,8 @@ class PrefixTuning(nn.Module):
     ):
         super().__init__()
         self.dims = dims = dims_of(model)
+        # which base model this prefix was built for (None from ModelDims); saved with it
+        self.base_fingerprint = None if isinstance(model, ModelDims) else base_fingerprint(model)
         self.prefix_length = check_prefix_length(prefix_length, dims)
         require_choice("reparam", reparam, REPARAMS, "The MLP of Li & Liang is reparam='mlp'.")
         require_choice("init", init, PREFIX_INITS)
@@ -203,7 +205,7 @@ class PrefixTuning(nn.Module):
         direct = PrefixTuning(
             self.dims, self.prefix_length, reparam="none", init="zero", init_text=self.init_text
         )
-        direct.init = self.init
+        direct.init, direct.base_fingerprint = self.init, self.base_fingerprint
         direct.weight = nn.Parameter(self.flat().detach().clone())
         return direct
 

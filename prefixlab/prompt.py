@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from prefixlab._validate import require_choice
-from prefixlab.loading import ModelDims
+from prefixlab.loading import ModelDims, base_fingerprint
 from prefixlab.methods import method
 from prefixlab.prefix import check_prefix_length, dims_of, init_token_ids
 
@@ -48,6 +48,8 @@ class PromptTuning(nn.Module):
     ):
         super().__init__()
         self.dims = dims = dims_of(model)
+        # which base model this prompt was built for (None from ModelDims); saved with it
+        self.base_fingerprint = None if isinstance(model, ModelDims) else base_fingerprint(model)
         self.prefix_length = check_prefix_length(prefix_length, dims)
         require_choice("init", init, PROMPT_INITS)
         if init != "random" and isinstance(model, ModelDims):
@@ -89,7 +91,7 @@ class PromptTuning(nn.Module):
     def materialize(self) -> PromptTuning:
         """A detached copy (a soft prompt has no reparameterization to discard)."""
         copy = PromptTuning(self.dims, self.prefix_length, init="random", init_text=self.init_text)
-        copy.init = self.init
+        copy.init, copy.base_fingerprint = self.init, self.base_fingerprint
         copy.weight = nn.Parameter(self.weight.detach().clone())
         return copy
 

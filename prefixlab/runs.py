@@ -92,13 +92,13 @@ def _encoded(config: RunConfig, tokenizer, split: str, n_mrs: int | None, field_
     key = ("encoded", config.model, config.data, split, n_mrs, config.data_seed,
            config.train.max_length)  # fmt: skip
     if key not in _DATA:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # over-long pairs are skipped, as documented
-            _DATA[key] = encode_for_training(
-                tokenizer, _dataset(config, split, n_mrs, field_name).pairs,
-                config.train.max_length,
-                overflow="skip",
-            )  # fmt: skip
+        # Pairs longer than max_length are skipped: encode_for_training warns once with the
+        # count, and the run row carries it (dropped_train_pairs, dropped_val_pairs).
+        _DATA[key] = encode_for_training(
+            tokenizer, _dataset(config, split, n_mrs, field_name).pairs,
+            config.train.max_length,
+            overflow="skip",
+        )  # fmt: skip
     return _DATA[key]
 
 
@@ -193,7 +193,7 @@ def run_experiment(
                 return row, History.from_dict(hit["history"]), adapted
     row, history, adapted = _run(config, progress=progress)
     row["run_id"] = (key or run_key(config))[:12]
-    if cache and history.stopped_reason in ("completed", "nan"):
+    if cache and history.stopped_reason in ("completed", "nan", "diverged"):
         save_entry(key, config, row, history, adapted)
     row["cached"] = False
     return row, history, (adapted if return_model else None)
@@ -225,7 +225,9 @@ def _run(config: RunConfig, *, progress: bool):
         )
     history.config["run"] = jsonable(config.to_dict())
     row = _row(config, adapted, history)
-    if history.stopped_reason in ("completed", "stopped"):  # not NaN weights, not interrupted
+    row["dropped_train_pairs"] = getattr(train_enc, "n_dropped", 0)  # longer than max_length
+    row["dropped_val_pairs"] = getattr(val_enc, "n_dropped", 0)
+    if history.stopped_reason in ("completed", "stopped", "diverged"):  # finite weights
         row.update(_table_gain(config, adapted, tokenizer, history.final_val_loss))
     if config.eval_mrs and history.stopped_reason != "interrupted":
         try:
@@ -294,7 +296,8 @@ def _row(config: RunConfig, adapted, history: History) -> dict:
         best_val_loss=history.best_val_loss,
         spikes=count_spikes(history.loss),
         max_grad_norm=max(history.grad_norm) if history.grad_norm else math.nan,
-        diverged=history.stopped_reason == "nan",
+        diverged=history.stopped_reason in ("nan", "diverged"),
+        diverged_at=history.diverged_at,
         seconds=history.time[-1] if history.time else 0.0,
         bleu=math.nan,
         slot_error_rate=math.nan,

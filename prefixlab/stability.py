@@ -181,7 +181,7 @@ def stability_summary(
         by: the columns that define a setting (runs differing in anything else, usually the
             seed, are pooled).
     Returns:
-        DataFrame, one row per setting: runs, diverged (stopped on NaN), final_val mean/std/
+        DataFrame, one row per setting: runs, diverged (stopped on NaN, or ended above its starting loss: `History`), final_val mean/std/
         range (`final_loss_spread`), final_train mean/std, spikes mean and max
         (`count_spikes`), blowups (runs whose `loss_rise` exceeds `blowup_factor`: the running
         mean of the training loss climbed above 1.5x its start, which spikes cannot see early
@@ -208,7 +208,7 @@ def stability_summary(
             {
                 **dict(zip(by, key, strict=True)),
                 "runs": len(runs),
-                "diverged": sum(h.stopped_reason == "nan" for h in runs),
+                "diverged": sum(h.stopped_reason in ("nan", "diverged") for h in runs),
                 "final_val_mean": val["mean"],
                 "final_val_std": val["std"],
                 "final_val_range": val["range"],

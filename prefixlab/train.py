@@ -33,6 +33,9 @@ from prefixlab.evaluate import validation_loss
 from prefixlab.lora import has_lora
 from prefixlab.methods import method, method_of_adapter
 
+DIVERGENCE_WINDOW = 10  # steps in the running mean of the training loss that divergence reads
+DIVERGENCE_MARGIN = 0.05  # "above the reference" means more than 5% above it, not noise
+
 
 @dataclass
 class History:
@@ -42,6 +45,21 @@ class History:
     the update), `grad_norm` (global L2 norm of the gradient *before* clipping), `lr` (the
     rate used for the update), `time` (seconds of training so far, validation excluded).
     Per validation: `val_step` (0 = before any update) and `val_loss`.
+
+    Divergence: a run that completes with its loss clearly worse than where it started is
+    labelled `stopped_reason="diverged"` (it is not stopped early: a loss spike during warmup
+    can come back, and learning-rate sweeps compare whole curves), with a RuntimeWarning that
+    says to lower the learning rate. The test reads the running mean of the training loss over
+    the last DIVERGENCE_WINDOW steps, at the end of the run:
+    - with validation, it and the final validation loss both end more than DIVERGENCE_MARGIN
+      (5%) above the validation loss before step 1 (the untrained model's loss);
+    - without, the untrained loss is known only from step 1's batch (noisy), so the running
+      mean must end above 1.5x that loss, or above ln V (uniform guessing over V tokens)
+      when that is lower, and in any case 5% above the step-1 loss (a random start can lie
+      above ln V).
+    `diverged_at` is the first step from which that running mean stayed above the threshold to
+    the end, never step 1 (measured before any update); None when the run did not diverge.
+    A NaN or infinite loss is not divergence: it stops training with `stopped_reason="nan"`.
     """
 
     step: list[int] = field(default_factory=list)
@@ -51,8 +69,9 @@ class History:
     time: list[float] = field(default_factory=list)
     val_step: list[int] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
-    stopped_reason: str = "completed"  # "completed", "nan", "interrupted" or "stopped"
-    message: str = ""  # why training stopped early, in words
+    stopped_reason: str = "completed"  # completed, nan, diverged, interrupted or stopped
+    message: str = ""  # why training stopped early or diverged, in words
+    diverged_at: int | None = None  # step from which the loss stayed too high (see above)
     generations: list[dict] = field(default_factory=list)  # [{"mr", "text"}] after training
     config: dict = field(default_factory=dict)  # the TrainConfig (and RunConfig) used
 
@@ -220,7 +239,9 @@ def train(
     Returns:
         History. `stopped_reason` is "completed"; "nan" when a loss or gradient was not
         finite (parameters are restored to the last state with a finite loss and a warning
-        says what to change); "interrupted" after Ctrl-C / a notebook's stop button (the
+        says what to change); "diverged" when the run completed with its loss above where it
+        started (rule in the History docstring; a warning says to lower the learning rate,
+        `diverged_at` holds the step); "interrupted" after Ctrl-C / a notebook's stop button (the
         history so far is returned, never lost); or "stopped" by the callback.
 
     Raises:
@@ -284,7 +305,9 @@ def train(
             lr = config.lr_at(step, peak)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = adapted(batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).loss
+            out = adapted(batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
+            loss, vocab_size = out.loss, out.logits.shape[-1]
+            del out  # the [B, T, V] logits need not outlive the backward pass
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 _restore(params, last_good)
@@ -345,9 +368,54 @@ def train(
         )
     finally:
         bar.close()
-    if history.stopped_reason == "nan":
+    if history.stopped_reason == "completed" and history.loss:
+        _label_divergence(history, vocab_size, peak)
+    if history.stopped_reason in ("nan", "diverged"):
         warnings.warn(history.message, RuntimeWarning, stacklevel=2)
     return history
+
+
+def _label_divergence(history: History, vocab_size: int, peak_lr: float) -> None:
+    """Mark a completed run "diverged" when its loss ended above where it started.
+
+    The rule is written in the History docstring; this sets stopped_reason, diverged_at and
+    the message (which says what to change), and keeps the history as it is.
+    """
+    validated = bool(history.val_step) and history.val_step[0] == 0
+    if validated:
+        reference = history.val_loss[0]
+        threshold = reference * (1 + DIVERGENCE_MARGIN)
+        what = f"the validation loss before training ({reference:.3f}) by more than 5%"
+    else:
+        reference, ln_v = history.loss[0], math.log(vocab_size)
+        threshold = max(reference * (1 + DIVERGENCE_MARGIN), min(ln_v, 1.5 * reference))
+        what = (
+            f"{threshold:.3f} (1.5x the loss of step 1, {reference:.3f}, or ln V = ln "
+            f"{vocab_size} = {ln_v:.3f} if lower; no validation data to compare with)"
+        )
+    window = min(DIVERGENCE_WINDOW, len(history.loss))
+    losses = torch.tensor(history.loss, dtype=torch.float64)
+    sums = torch.cat([losses.new_zeros(1), losses.cumsum(0)])  # [n + 1]
+    ends = torch.arange(1, len(losses) + 1)  # step i's window is losses[start:end]
+    starts = (ends - window).clamp(min=0)
+    running = (sums[ends] - sums[starts]) / (ends - starts)  # [n] running mean
+    end = float(running[-1])
+    if not end > threshold or (validated and not history.final_val_loss > threshold):
+        return
+    below = (running <= threshold).nonzero()
+    # the first step of the final stretch above the threshold; never step 1, whose loss was
+    # measured before any update
+    first = max(int(below[-1]) + 1 if len(below) else 0, min(1, len(losses) - 1))
+    history.diverged_at = history.step[first]
+    history.stopped_reason = "diverged"
+    val_part = f", validation loss {history.final_val_loss:.3f}" if validated else ""
+    history.message = (
+        f"Training diverged: the training loss went from {history.loss[0]:.3f} at step 1 to "
+        f"{end:.3f} (mean of the last {window} steps){val_part}, above {what}, and stayed "
+        f"there from step {history.diverged_at} on. The run completed and its history is kept; "
+        f"lower the learning rate (its peak was {peak_lr:.3g}, try {peak_lr / 10:.3g}) or "
+        "clip gradients (clip_grad_norm=1.0)."
+    )
 
 
 @torch.no_grad()

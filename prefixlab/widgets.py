@@ -423,8 +423,11 @@ class PrefixLengthLab:
         bleu = row.get("bleu")
         if bleu is not None and math.isfinite(bleu):
             text += f", BLEU {bleu:.1f}"
-        if row.get("stopped_reason") not in (None, "completed"):
-            text += f", stopped early ({row['stopped_reason']})"
+        reason = row.get("stopped_reason")
+        if reason == "diverged":  # ran to the end, but ended worse than it started
+            text += ", diverged: lower the learning rate"
+        elif reason not in (None, "completed"):
+            text += f", stopped early ({reason})"
         how = "from the cache" if row.get("cached") else f"trained in {row.get('seconds', 0):.1f} s"
         return f"{text} ({how})"
 
