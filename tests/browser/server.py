@@ -153,6 +153,9 @@ class LabServer:
                 "TQDM_DISABLE": "1",
                 "PYTHONUNBUFFERED": "1",
                 "PATH": os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+                # The kernel runs in the lab's temporary folder: make it import the prefixlab
+                # of this checkout, not whichever one the environment has installed.
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
             }
         )
         env.pop("JUPYTER_PATH", None)
