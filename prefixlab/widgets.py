@@ -378,8 +378,8 @@ class PrefixLengthLab:
             f"<b>waiting…</b> {html.escape(self._caption(config))}, lr {_fmt_lr(config.lr)} "
             f"(trains when the controls are still for {self.debounce:g} s)"
         )
-        # call_later runs the retrain on the kernel's own thread and in the context of the
-        # message that asked for it, so the Output widgets capture what it displays.
+        # call_later runs the retrain on the kernel's own thread, between two messages: no
+        # cell is executing then, so it writes the Output widgets' state directly (_show).
         self._pending = loop.call_later(self.debounce, self._retrain)
 
     def _cancel_pending(self) -> None:
@@ -392,7 +392,7 @@ class PrefixLengthLab:
         land in no cell)."""
         self._pending = None
         try:
-            self.update()
+            self._update(progress=False)  # a progress bar needs a cell to display in
         except Exception as err:
             self._failed(err)
 
@@ -412,16 +412,22 @@ class PrefixLengthLab:
 
     def update(self) -> None:
         """Retrain the current setting (or read it from the cache) and redraw every view."""
+        self._update(progress=True)
+
+    def _update(self, progress: bool) -> None:
         from prefixlab.train import run_experiment
 
         generation = self._generation
         config = self.config()
         caption = self._caption(config)
         self.status.value = f"<b>training…</b> {html.escape(caption)}, lr {_fmt_lr(config.lr)}"
-        self.progress.clear_output()
+        self.progress.outputs = ()
         try:
-            with self.progress:  # run_experiment's progress bar shows here
-                row, history, adapted = run_experiment(config)
+            if progress:
+                with self.progress:  # run_experiment's progress bar shows here
+                    row, history, adapted = run_experiment(config)
+            else:
+                row, history, adapted = run_experiment(config, progress=False)
         except BaseException:
             self.status.value = f"<b>stopped</b> {html.escape(caption)}"
             raise
@@ -429,7 +435,7 @@ class PrefixLengthLab:
             # The controls changed while this run trained (the kernel handled their message
             # during it): it shows a setting nobody is looking at any more. Draw nothing and
             # keep "before" as it is; the newer setting's retrain is already scheduled.
-            self.progress.clear_output()
+            self.progress.outputs = ()
             return
         P = config.prefix_length
         label = f"{config.method}: P={P}, lr {config.lr:.2g}"
@@ -453,7 +459,7 @@ class PrefixLengthLab:
             ("context", self.budget_out),
         ):
             _show(out, captions[name], figures[name])
-        self.progress.clear_output()
+        self.progress.outputs = ()
         self.status.value = (
             f"<b>done</b> · run {self.runs}: {html.escape(caption)} "
             f"(before: {html.escape(before)}) · {html.escape(self._result_text(row))}"
@@ -511,8 +517,8 @@ class PrefixLengthLab:
         self.status.value = (
             f"<b>failed</b>: {html.escape(type(err).__name__)}: {html.escape(str(err))}"
         )
-        with self.progress:
-            traceback.print_exception(type(err), err, err.__traceback__)
+        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        self.progress.outputs = ({"output_type": "stream", "name": "stderr", "text": text},)
 
     # -- showing ----------------------------------------------------------------------------
     def show_static(self) -> None:
@@ -559,11 +565,25 @@ def _caption_html(caption: str) -> str:
     return f'<div class="{CAPTION_CLASS}"><b>{html.escape(caption)}</b></div>'
 
 
-def _show(out, caption: str, figure) -> None:
-    """Replace what an Output widget shows with a caption and a figure."""
-    from IPython.display import HTML, display
+def _display_data(obj) -> dict:
+    """`obj` as a display_data output, formatted as the running IPython would display it
+    (matplotlib's inline backend adds image/png); outside IPython, text/plain only."""
+    from IPython import get_ipython
+    from IPython.core.formatters import DisplayFormatter
 
-    out.clear_output(wait=True)
-    with out:
-        display(HTML(_caption_html(caption)))
-        display(figure)
+    shell = get_ipython()
+    formatter = shell.display_formatter if shell is not None else DisplayFormatter()
+    data, metadata = formatter.format(obj)
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
+
+
+def _show(out, caption: str, figure) -> None:
+    """Replace what an Output widget shows with a caption and a figure.
+
+    Sets the widget's `outputs` (one state update) instead of displaying inside `with out:`:
+    that routes output by the message being handled, and a debounced retrain runs from the
+    kernel's event loop after that message is done, where captured output would go astray.
+    """
+    from IPython.display import HTML
+
+    out.outputs = (_display_data(HTML(_caption_html(caption))), _display_data(figure))

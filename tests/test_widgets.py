@@ -233,6 +233,8 @@ def test_a_failing_run_shows_in_the_status_line(lab, monkeypatch):
     lab.prefix_length.value = 11  # a callback: must not raise into the widget machinery
     assert lab.status.value.startswith("<b>failed</b>")
     assert "no room for this prefix" in lab.status.value
+    (traceback,) = lab.progress.outputs  # the traceback, under the controls
+    assert traceback["name"] == "stderr" and "no room for this prefix" in traceback["text"]
     with pytest.raises(ValueError, match="no room"):
         lab.set(prefix_length=12)  # from code it raises
 
@@ -341,6 +343,10 @@ def test_rapid_changes_retrain_once_with_the_last_value(lab, trained, manual_loo
     assert "run 2: prefix tuning, P=15" in lab.status.value
     assert "(before: prefix tuning, P=10," in lab.status.value  # the last finished setting
     assert [P_RE.findall(c) for c in before_curves(lab)] == [["10"]]
+    for out in (lab.loss_out, lab.attention_out, lab.budget_out):  # what the browser shows
+        caption, figure = out.outputs
+        assert P_RE.findall(caption["data"]["text/html"]) == ["15"]
+        assert "Figure" in figure["data"]["text/plain"]
     manual_loop.advance(10 * lab.debounce)
     assert trained == [15]  # nothing else was waiting
 

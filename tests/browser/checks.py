@@ -34,7 +34,10 @@ What the prefix-length lab notebook must show (found by label text, case-insensi
   * a loss plot and a context-budget figure, each in an Output widget under a caption that
     names it ("loss ...", "context ...") and the prefix length ("P=11" or "prefix length 11");
     every figure caption that names a prefix length names the current one;
-  * a status line starting "training…" while a run is going; "failed"/"stopped" on errors;
+  * a status line starting "training…" while a run is going (or "waiting…" while it waits for
+    the controls to settle); "failed"/"stopped" on errors; for `rapid_presses`, "done" lines
+    that number the run and name the setting shown before it ("done · run 4: ..., P=46, ...
+    (before: ..., P=41, ...)");
   * the retraining runs in the kernel when a control changes.
 """
 
@@ -251,9 +254,9 @@ class PrefixLabCheck:
 
     def wait_consistent(self, lab: LabPage, config, previous: dict | None, what: str) -> dict:
         """Wait (bounded) for the retraining to finish and the lab to show what the accounting
-        says. Finished means: the kernel is idle and no status line reads "training…" (the
-        kernel can report idle while a widget callback still runs: ipykernel 7 answers some
-        comm messages during it). Fails at once on a "failed" status line, and early when
+        says. Finished means: the kernel is idle and no status line reads "training…" or
+        "waiting…" (the kernel is idle while the lab waits for the controls to settle, and can
+        report idle while a widget callback still runs). Fails at once on a "failed" status line, and early when
         nothing changes for STALE_SECONDS with neither the kernel nor the lab busy."""
         deadline = time.monotonic() + RETRAIN_TIMEOUT
         stale_since, last = time.monotonic(), None
