@@ -5,8 +5,10 @@
     lab.set(prefix_length=20)        # the same as moving the slider (retrains once)
     lab.show_static()                # the current figures as plain outputs, saved with a notebook
 
-Every change of a control retrains with `prefixlab.runs.run_experiment`, so a setting seen
-before comes from its disk cache at once, and then updates together: the trainable-parameter
+A change of a control retrains with `prefixlab.runs.run_experiment` once the controls have
+been still for `debounce` seconds (five quick key presses on the slider are one retrain, of
+the last value), so a setting seen before comes from its disk cache at once, and then
+updates together: the trainable-parameter
 count and the context budget (`prefixlab.accounting`), the loss curve, the context-budget
 figure and the attention heatmap (`prefixlab.hooks.attention_report`). Nothing here trains,
 counts or measures by itself.
@@ -18,8 +20,10 @@ What a person (or the browser test, tests/test_browser.py) can rely on:
   (FloatLogSlider);
 - an HTML line "trainable parameters: 20,480 (...)" and "context: P=10 uses 10 of 256
   positions (...), 246 left for tokens";
-- a status line that reads "training…" while a run is going and starts with "done" (or
-  "failed") when the views show the new setting;
+- a status line that reads "waiting…" while the controls settle, "training…" while a run is
+  going, and starts with "done" (or "failed") when the views show the new setting; "done"
+  names the run and the setting shown before it: "done · run 3: prefix tuning, P=45, 60 steps
+  (before: prefix tuning, P=40, 60 steps) · validation loss ...";
 - each figure in its own Output widget under a caption (class "prefixlab-caption") that names
   what it shows and the prefix length: "loss · ..., P=10, ...", "attention · ..., P=10",
   "context · P=10".
@@ -27,6 +31,7 @@ What a person (or the browser test, tests/test_browser.py) can rely on:
 
 from __future__ import annotations
 
+import asyncio
 import html
 import math
 import traceback
@@ -53,6 +58,9 @@ INTERACTIVE_STEPS = 60
 INTERACTIVE_EVAL_MRS = 8
 LR_RANGE = (-4.0, -0.5)  # log10 of the learning-rate slider's ends
 STEPS_RANGE = (10, 500, 10)  # steps slider: min, max, step
+# A change from the browser retrains once the controls have been still this long: long enough
+# to cover a run of key presses or clicks, short enough not to feel slow.
+DEBOUNCE_SECONDS = 0.6
 STATUS_CLASS = "prefixlab-status"
 CAPTION_CLASS = "prefixlab-caption"
 
@@ -152,13 +160,21 @@ class PrefixLengthLab:
             training row (`base.train.max_length`) fits the model's context.
         n_attention_examples: validation pairs in the attention probe.
         auto_run: train (or read from the cache) the initial setting at once.
+        debounce: seconds the controls must be still before a change from the browser
+            retrains (0: at once). The wait runs on the kernel's asyncio event loop; with no
+            running loop (a plain script) a change retrains at once.
 
     Changing the method or the MLP switch moves the learning-rate slider to that method's
     default rate (`prefixlab.methods`: direct prefixes and soft prompts want
     rates about ten times those of the MLP); move it afterwards to try another.
 
+    A change that arrives while a run trains makes that run stale: it is discarded (nothing
+    drawn, `runs` unchanged) and the newer setting trains once the controls settle. The
+    "(before)" curve and the status line's "before:" are always the last finished run.
+
     After each run: `row` and `history` (from run_experiment), `adapted` (the trained
-    AdaptedModel), `figures` (name -> matplotlib Figure) and `captions` (name -> text).
+    AdaptedModel), `figures` (name -> matplotlib Figure), `captions` (name -> text) and
+    `runs` (how many finished runs the lab has shown).
     """
 
     def __init__(
@@ -168,6 +184,7 @@ class PrefixLengthLab:
         max_prefix_length: int = 64,
         n_attention_examples: int = 8,
         auto_run: bool = True,
+        debounce: float = DEBOUNCE_SECONDS,
     ):
         import ipywidgets as W
 
@@ -184,7 +201,17 @@ class PrefixLengthLab:
             raise ValueError(
                 f"n_attention_examples must be an int >= 1, got {n_attention_examples!r}."
             )
+        if (
+            isinstance(debounce, bool)
+            or not isinstance(debounce, (int, float))
+            or not math.isfinite(debounce)
+            or debounce < 0
+        ):
+            raise ValueError(
+                f"debounce must be a number of seconds >= 0 (0 retrains at once), got {debounce!r}."
+            )
         self.base = base
+        self.debounce = float(debounce)
         self.model, self.tokenizer = base_model(base)  # frozen, shared with every run
         context = model_dims(self.model).n_positions
         room = context - base.train.max_length if context else max_prefix_length
@@ -198,8 +225,11 @@ class PrefixLengthLab:
         self.row = self.history = self.adapted = None
         self.figures: dict = {}
         self.captions: dict = {}
-        self._previous = None  # (label, history, steps) of the run shown before this one
+        self.runs = 0  # finished runs shown so far
+        self._previous = None  # (label, history, steps, caption) of the last finished run
         self._muted = False
+        self._pending = None  # the asyncio TimerHandle of a retrain waiting for calm, if any
+        self._generation = 0  # bumped by every change: a run of an older one is stale
 
         style = {"description_width": "110px"}
         layout = W.Layout(width="380px")
@@ -295,6 +325,8 @@ class PrefixLengthLab:
                 self.lr.value = method(self.config().method).default_lr
         finally:
             self._muted = False
+        self._cancel_pending()
+        self._generation += 1  # a retrain the browser asked for is superseded by this one
         self.update()
 
     def _check(self, values: dict) -> None:
@@ -324,7 +356,7 @@ class PrefixLengthLab:
         self.mlp.disabled = self.method.value != "prefix"
 
     def _on_change(self, change) -> None:
-        """A control moved in the browser: retrain; errors go to the status line."""
+        """A control moved in the browser: retrain once the controls are still (debounce)."""
         if self._muted:
             return
         if change["owner"] in (self.method, self.mlp):
@@ -334,9 +366,33 @@ class PrefixLengthLab:
                 self.lr.value = method(self.config().method).default_lr
             finally:
                 self._muted = False
+        self._generation += 1  # a run still training is now stale
+        self._cancel_pending()  # the timer restarts on every change
+        loop = _running_loop()
+        if loop is None or self.debounce == 0:
+            self._retrain()  # nothing to wait on: no event loop (a script), or no debounce
+            return
+        config = self.config()
+        self.status.value = (
+            f"<b>waiting…</b> {html.escape(self._caption(config))}, lr {_fmt_lr(config.lr)} "
+            f"(trains when the controls are still for {self.debounce:g} s)"
+        )
+        # call_later runs the retrain on the kernel's own thread, between two messages: no
+        # cell is executing then, so it writes the Output widgets' state directly (_show).
+        self._pending = loop.call_later(self.debounce, self._retrain)
+
+    def _cancel_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
+    def _retrain(self) -> None:
+        """The debounced retrain; errors go to the status line (a callback's traceback would
+        land in no cell)."""
+        self._pending = None
         try:
-            self.update()
-        except Exception as err:  # a callback's traceback would land in no cell
+            self._update(progress=False)  # a progress bar needs a cell to display in
+        except Exception as err:
             self._failed(err)
 
     # -- the work ----------------------------------------------------------------------------
@@ -355,16 +411,29 @@ class PrefixLengthLab:
 
     def update(self) -> None:
         """Retrain the current setting (or read it from the cache) and redraw every view."""
+        self._update(progress=True)
+
+    def _update(self, progress: bool) -> None:
+        generation = self._generation
         config = self.config()
         caption = self._caption(config)
         self.status.value = f"<b>training…</b> {html.escape(caption)}, lr {_fmt_lr(config.lr)}"
-        self.progress.clear_output()
+        self.progress.outputs = ()
         try:
-            with self.progress:  # run_experiment's progress bar shows here
-                row, history, adapted = run_experiment(config)
+            if progress:
+                with self.progress:  # run_experiment's progress bar shows here
+                    row, history, adapted = run_experiment(config)
+            else:
+                row, history, adapted = run_experiment(config, progress=False)
         except BaseException:
             self.status.value = f"<b>stopped</b> {html.escape(caption)}"
             raise
+        if generation != self._generation:
+            # The controls changed while this run trained (the kernel handled their message
+            # during it): it shows a setting nobody is looking at any more. Draw nothing and
+            # keep "before" as it is; the newer setting's retrain is already scheduled.
+            self.progress.outputs = ()
+            return
         P = config.prefix_length
         label = f"{config.method}: P={P}, lr {config.lr:.2g}"
         if self._previous is not None and self._previous[2] != config.train.steps:
@@ -372,11 +441,13 @@ class PrefixLengthLab:
         curves = {label: _series(history.step, history.loss)}
         val = {label: (history.val_step, history.val_loss)}
         if self._previous is not None and self._previous[0] != label:
-            before, old, _ = self._previous  # drawn second: a method's second curve is dashed
+            before, old, _, _ = self._previous  # drawn second: a method's second curve is dashed
             curves[f"{before} (before)"] = _series(old.step, old.loss)
         figures, captions = self._figures(config, caption, curves, val, adapted)
+        before = self._previous[3] if self._previous is not None else "none"
         self.row, self.history, self.adapted = row, history, adapted
-        self._previous = (label, history, config.train.steps)
+        self._previous = (label, history, config.train.steps, caption)
+        self.runs += 1
         self.figures, self.captions = figures, captions
         self.info.value = self.describe()
         for name, out in (
@@ -385,8 +456,11 @@ class PrefixLengthLab:
             ("context", self.budget_out),
         ):
             _show(out, captions[name], figures[name])
-        self.progress.clear_output()
-        self.status.value = f"<b>done</b> · {html.escape(self._result_text(row))}"
+        self.progress.outputs = ()
+        self.status.value = (
+            f"<b>done</b> · run {self.runs}: {html.escape(caption)} "
+            f"(before: {html.escape(before)}) · {html.escape(self._result_text(row))}"
+        )
 
     def _figures(self, config, caption, curves, val, adapted):
         P = config.prefix_length
@@ -435,8 +509,8 @@ class PrefixLengthLab:
         self.status.value = (
             f"<b>failed</b>: {html.escape(type(err).__name__)}: {html.escape(str(err))}"
         )
-        with self.progress:
-            traceback.print_exception(type(err), err, err.__traceback__)
+        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        self.progress.outputs = ({"output_type": "stream", "name": "stderr", "text": text},)
 
     # -- showing ----------------------------------------------------------------------------
     def show_static(self) -> None:
@@ -465,6 +539,14 @@ class PrefixLengthLab:
         return data
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The asyncio loop running on this thread (the Jupyter kernel's), or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _series(steps, values):
     import pandas as pd
 
@@ -475,11 +557,25 @@ def _caption_html(caption: str) -> str:
     return f'<div class="{CAPTION_CLASS}"><b>{html.escape(caption)}</b></div>'
 
 
-def _show(out, caption: str, figure) -> None:
-    """Replace what an Output widget shows with a caption and a figure."""
-    from IPython.display import HTML, display
+def _display_data(obj) -> dict:
+    """`obj` as a display_data output, formatted as the running IPython would display it
+    (matplotlib's inline backend adds image/png); outside IPython, text/plain only."""
+    from IPython import get_ipython
+    from IPython.core.formatters import DisplayFormatter
 
-    out.clear_output(wait=True)
-    with out:
-        display(HTML(_caption_html(caption)))
-        display(figure)
+    shell = get_ipython()
+    formatter = shell.display_formatter if shell is not None else DisplayFormatter()
+    data, metadata = formatter.format(obj)
+    return {"output_type": "display_data", "data": data, "metadata": metadata}
+
+
+def _show(out, caption: str, figure) -> None:
+    """Replace what an Output widget shows with a caption and a figure.
+
+    Sets the widget's `outputs` (one state update) instead of displaying inside `with out:`:
+    that routes output by the message being handled, and a debounced retrain runs from the
+    kernel's event loop after that message is done, where captured output would go astray.
+    """
+    from IPython.display import HTML
+
+    out.outputs = (_display_data(HTML(_caption_html(caption))), _display_data(figure))

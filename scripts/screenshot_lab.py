@@ -1,6 +1,6 @@
 """Regenerate docs/prefix_length_lab.png: the prefix-length lab at work in JupyterLab.
 
-Uses the harness of the browser tests (tests/browser_helpers.py): JupyterLab on 127.0.0.1 with a
+Uses the harness of the browser tests (tests/browser/): JupyterLab on 127.0.0.1 with a
 random token and the FAST preset, Debian's headless Chromium through Playwright. The notebook
 is run from a temporary copy (the work tree is not touched), all cells are run from the menu,
 the prefix-length slider is moved one step with the keyboard and the MLP switch is turned on,
@@ -10,8 +10,9 @@ and every number on screen is checked against prefixlab.accounting before the pi
     python scripts/screenshot_lab.py --out /tmp/lab.png
     python scripts/screenshot_lab.py --standin           # the harness's stand-in notebook
 
-Needs what the browser tests need (installed when missing: Debian's chromium as root, the
-Python packages playwright and jupyterlab). Nothing leaves the loopback interface.
+Needs what the browser tests need and installs nothing: Debian's Chromium (`apt-get update &&
+apt-get install -y chromium`, as root) and the test extra's playwright and jupyterlab. Nothing
+leaves the loopback interface.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-import browser_helpers as bh  # noqa: E402
+from browser import checks, page, server  # noqa: E402
 
 NOTEBOOK = "notebooks/05_prefix_length_lab.ipynb"
 
@@ -41,35 +42,32 @@ def main(argv: list[str] | None = None) -> int:
     if not args.standin and not (REPO / NOTEBOOK).is_file():
         parser.error(f"{NOTEBOOK} does not exist (use --standin to try the harness)")
     try:
-        bh.ensure_python_packages()
-        chromium = bh.ensure_chromium()
-    except bh.BrowserUnavailable as err:
+        chromium = page.find_chromium()
+    except page.BrowserUnavailable as err:
         print(f"cannot take the screenshot: {err}", file=sys.stderr)
         return 2
-    bh.check_labextensions()
+    server.check_labextensions()
 
     with tempfile.TemporaryDirectory(prefix="prefixlab-screenshot-") as tmp:
-        root = Path(tmp)
+        root = server.lab_root(Path(tmp))  # copies: the work tree is not touched
         if args.standin:
-            bh.write_standins(root / "standins")
-            check = bh.PrefixLabCheck(
-                notebook="standins/05_prefix_length_lab.ipynb", config=bh.standin_config
+            check = checks.PrefixLabCheck(
+                notebook="standins/05_prefix_length_lab.ipynb", config=checks.standin_config
             )
         else:
-            bh.copy_notebooks(root)
-            check = bh.PrefixLabCheck(
-                notebook=NOTEBOOK, config=bh.tiny_config, mlp_hidden=bh.fast_mlp_hidden()
+            check = checks.PrefixLabCheck(
+                notebook=NOTEBOOK, config=checks.tiny_config, mlp_hidden=checks.fast_mlp_hidden()
             )
-        server = bh.LabServer(root)
+        lab_server = server.LabServer(root)
         try:
-            with server, bh.chromium_browser(chromium) as browser:
-                lab = bh.LabPage(browser, server, root / "shots", args.width, args.height)
+            with lab_server, page.chromium_browser(chromium) as browser:
+                lab = page.LabPage(browser, lab_server, root / "shots", args.width, args.height)
                 try:
                     summary = check.run(lab)
                 finally:
                     lab.close()
         finally:
-            server.cleanup()
+            lab_server.cleanup()
         args.out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(summary["screenshot"], args.out)
     after = summary["after_mlp"]

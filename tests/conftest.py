@@ -13,6 +13,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PREFIXLAB_PRESET", "fast")
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
+# The browser tests' stand-in notebooks are run in JupyterLab by tests/test_browser.py, not by
+# nbval (which would otherwise collect every .ipynb under tests/).
+collect_ignore_glob = ["browser/fixtures/*"]
+
 
 @pytest.fixture(params=["gpt2", "llama"])
 def arch(request) -> str:

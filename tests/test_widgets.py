@@ -7,6 +7,7 @@ fresh cache folder, and is skipped when the tiny model is missing.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import matplotlib
@@ -22,7 +23,7 @@ from prefixlab.prompt import PromptTuning  # noqa: E402
 
 matplotlib.use("Agg")
 
-# What the browser test reads (tests/browser_helpers.py: parse_count, PrefixLabCheck).
+# What the browser test reads (tests/browser/checks.py: parse_count, PrefixLabCheck).
 COUNT_RE = re.compile(r"trainable parameters:\s*([0-9][0-9,]*)")
 P_RE = re.compile(r"\bP\s*=\s*(\d+)")
 
@@ -228,6 +229,8 @@ def test_a_failing_run_shows_in_the_status_line(lab, monkeypatch):
     lab.prefix_length.value = 11  # a callback: must not raise into the widget machinery
     assert lab.status.value.startswith("<b>failed</b>")
     assert "no room for this prefix" in lab.status.value
+    (traceback,) = lab.progress.outputs  # the traceback, under the controls
+    assert traceback["name"] == "stderr" and "no room for this prefix" in traceback["text"]
     with pytest.raises(ValueError, match="no room"):
         lab.set(prefix_length=12)  # from code it raises
 
@@ -249,3 +252,151 @@ def test_repr_carries_the_widget_and_a_text_fallback(lab):
     text = bundle["text/plain"]
     assert "trainable parameters: 10,240" in text and "P=10" in text
     assert "validation loss" in text
+
+
+@needs_tiny
+def test_debounce_must_be_seconds_at_least_zero(lab_cache):
+    for bad in (-0.1, float("nan"), "1", True):
+        with pytest.raises(ValueError, match="debounce must be a number of seconds >= 0"):
+            widgets.PrefixLengthLab(MICRO, auto_run=False, debounce=bad)
+
+
+# ------------------------------------------------------------------------ debounced retraining
+
+
+class ManualLoop:
+    """Stands in for the kernel's asyncio loop: `call_later` callbacks run when the test moves
+    the clock with `advance`, so the timing is exact whatever the machine's load."""
+
+    class Handle:
+        def __init__(self, when, callback):
+            self.when, self.callback, self.cancelled = when, callback, False
+
+        def cancel(self):
+            self.cancelled = True
+
+    def __init__(self):
+        self.now = 0.0
+        self.handles = []
+
+    def call_later(self, delay, callback):
+        handle = self.Handle(self.now + delay, callback)
+        self.handles.append(handle)
+        return handle
+
+    def waiting(self) -> int:
+        return sum(not h.cancelled for h in self.handles)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        while True:
+            due = [h for h in self.handles if not h.cancelled and h.when <= self.now]
+            if not due:
+                return
+            handle = min(due, key=lambda h: h.when)
+            self.handles.remove(handle)
+            handle.callback()  # may schedule new handles
+
+
+@pytest.fixture
+def trained(lab, monkeypatch):
+    """The prefix lengths run_experiment is asked to train, in order (it still trains)."""
+
+    calls, real = [], widgets.run_experiment
+
+    def counting(config, **kwargs):
+        calls.append(config.prefix_length)
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(widgets, "run_experiment", counting)
+    return calls
+
+
+@pytest.fixture
+def manual_loop(monkeypatch):
+    loop = ManualLoop()
+    monkeypatch.setattr(widgets, "_running_loop", lambda: loop)
+    return loop
+
+
+def before_curves(lab) -> list[str]:
+    labels = [t.get_text() for t in lab.figures["loss"].axes[0].get_legend().get_texts()]
+    return [label for label in labels if "(before)" in label]
+
+
+@needs_tiny
+def test_rapid_changes_retrain_once_with_the_last_value(lab, trained, manual_loop):
+    assert lab.runs == 1 and lab.debounce == widgets.DEBOUNCE_SECONDS
+    for P in (11, 12, 13, 14, 15):  # five key presses, each well within the debounce
+        lab.prefix_length.value = P
+        manual_loop.advance(lab.debounce * 0.9)  # the timer restarts on every change
+    assert trained == [] and manual_loop.waiting() == 1
+    assert lab.status.value.startswith("<b>waiting…</b>") and "P=15" in lab.status.value
+    manual_loop.advance(lab.debounce * 0.2)
+    assert trained == [15] and lab.runs == 2
+    assert lab.row["prefix_length"] == 15 and captions_name(lab, 15)
+    assert "run 2: prefix tuning, P=15" in lab.status.value
+    assert "(before: prefix tuning, P=10," in lab.status.value  # the last finished setting
+    assert [P_RE.findall(c) for c in before_curves(lab)] == [["10"]]
+    for out in (lab.loss_out, lab.attention_out, lab.budget_out):  # what the browser shows
+        caption, figure = out.outputs
+        assert P_RE.findall(caption["data"]["text/html"]) == ["15"]
+        assert "Figure" in figure["data"]["text/plain"]
+    manual_loop.advance(10 * lab.debounce)
+    assert trained == [15]  # nothing else was waiting
+
+
+@needs_tiny
+def test_a_change_during_a_run_discards_it_and_before_stays_the_last_finished(
+    lab, trained, manual_loop, monkeypatch
+):
+
+    counting = widgets.run_experiment
+
+    def moved_while_training(config, **kwargs):
+        result = counting(config, **kwargs)
+        if config.prefix_length == 12:
+            lab.prefix_length.value = 13  # the kernel handles the next key press meanwhile
+        return result
+
+    monkeypatch.setattr(widgets, "run_experiment", moved_while_training)
+    lab.prefix_length.value = 12
+    manual_loop.advance(lab.debounce)
+    assert trained == [12]
+    assert lab.runs == 1 and lab.row["prefix_length"] == 10  # P=12 was stale: not shown
+    assert lab.status.value.startswith("<b>waiting…</b>") and "P=13" in lab.status.value
+    manual_loop.advance(lab.debounce)
+    assert trained == [12, 13] and lab.runs == 2 and captions_name(lab, 13)
+    assert "(before: prefix tuning, P=10," in lab.status.value
+    assert [P_RE.findall(c) for c in before_curves(lab)] == [["10"]]
+
+
+@needs_tiny
+def test_set_from_code_cancels_a_pending_retrain_and_trains_once_at_once(lab, trained, manual_loop):
+    lab.prefix_length.value = 12  # from the browser: waits
+    assert trained == [] and manual_loop.waiting() == 1
+    lab.set(prefix_length=20)  # from code: trains now, and the browser's change is dropped
+    assert trained == [20] and manual_loop.waiting() == 0
+    assert lab.row["prefix_length"] == 20 and lab.status.value.startswith("<b>done</b> · run 2")
+    manual_loop.advance(10 * lab.debounce)
+    assert trained == [20]
+
+
+@needs_tiny
+def test_debounce_runs_on_a_real_asyncio_loop(lab, trained):
+    """As in the kernel: the changes arrive as callbacks on a running loop, the retrain is a
+    call_later on it."""
+    lab.debounce = 0.2
+
+    async def presses():
+        for P in (11, 12, 13):
+            lab.prefix_length.value = P
+            await asyncio.sleep(0)  # the next message, at once
+        assert trained == []
+        for _ in range(100):  # bounded: at most 100 x 0.1 s
+            await asyncio.sleep(0.1)
+            if lab.runs == 2:
+                break
+
+    asyncio.run(presses())
+    assert trained == [13] and lab.runs == 2 and captions_name(lab, 13)
