@@ -149,7 +149,11 @@ def test_setup_cell_installs_once_and_survives_a_restart(tmp_path):
         )
 
     before = subprocess.run(
-        [python, "-c", "import importlib.util; print(importlib.util.find_spec('prefixlab').origin)"],
+        [
+            python,
+            "-c",
+            "import importlib.util; print(importlib.util.find_spec('prefixlab').origin)",
+        ],
         cwd=work,
         env=env,
         capture_output=True,
