@@ -1,8 +1,8 @@
 """The notebooks' set-up cell: one source of truth, and it survives a kernel restart.
 
-The restart test runs the first code cell of notebook 00 the way Colab would, offline: in a
-fresh virtual environment that sees this environment's packages but not prefixlab, in an
-empty working directory, installing from a local git clone of this repository
+The restart tests run the first code cell of notebook 00 the way Colab would, offline: in a
+fresh virtual environment that sees this environment's packages but not prefixlab, in its own
+working directory, installing from a local git repository made from this work tree
 (`PREFIXLAB_REPO_URL`). Each `python` subprocess stands for one kernel.
 """
 
@@ -36,6 +36,10 @@ print(prefixlab.__file__)
 print(importlib.util.find_spec("prefixlab").origin)
 print(tiny_model_dir())
 """
+NOT_MISSING = (
+    "prefixlab is importable from this environment's site-packages itself (a regular, "
+    "non-editable install?): the test needs a venv where it is missing."
+)
 
 
 def setup_cell(path: Path) -> str:
@@ -95,14 +99,12 @@ def _git(*args: str, cwd: Path) -> None:
     subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
 
 
-@pytest.mark.slow
-def test_setup_cell_installs_once_and_survives_a_restart(tmp_path):
-    cell = setup_cell(NOTEBOOKS[0])
+@pytest.fixture(scope="module")
+def origin(tmp_path_factory) -> Path:
+    """A local git repository standing in for GitHub: this work tree as it is (committed or
+    not, ignored files left out), on the branch the set-up cell names."""
     _, branch = sync_repository.repository_settings()
-
-    # A local git repository standing in for GitHub: this work tree as it is (committed or
-    # not, ignored files left out) on the cell's branch.
-    clone = tmp_path / "origin"
+    repo = tmp_path_factory.mktemp("origin")
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -112,62 +114,97 @@ def test_setup_cell_installs_once_and_survives_a_restart(tmp_path):
     ).stdout.split("\0")
     for rel in filter(None, listed):
         if (ROOT / rel).is_file():
-            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, clone / rel)
-    _git("init", "-q", "-b", branch, cwd=clone)
-    _git("add", "-A", cwd=clone)
-    _git("-c", "user.name=test", "-c", "user.email=test@localhost", "commit", "-qm", "t", cwd=clone)
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, repo / rel)
+    _git("init", "-q", "-b", branch, cwd=repo)
+    _git("add", "-A", cwd=repo)
+    _git("-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qm", "t", cwd=repo)
+    return repo
 
-    # A fresh venv that sees this environment's site-packages as a plain path entry: torch and
-    # friends import, but .pth files there (an editable prefixlab) are not processed.
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = str(venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    Path(purelib, "parent_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
 
-    # Colab's working directory, with a folder named prefixlab in it: what the old cell's
-    # clone left behind, which Python imports as an empty namespace package.
-    work = tmp_path / "content"
-    (work / "prefixlab").mkdir(parents=True)
-    (work / "prefixlab" / "README.md").write_text("an old clone\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PREFIXLAB_DATA")}
+class Colab:
+    """A fresh venv and an empty working directory; `kernel()` runs the set-up cell and PROBE
+    in a new interpreter, as a (re)started kernel would.
 
-    def kernel(repo_url: str) -> subprocess.CompletedProcess:
+    The venv sees this environment's site-packages as a plain path entry: torch and friends
+    import, but the .pth files there (an editable prefixlab) are not processed.
+    """
+
+    def __init__(self, root: Path):
+        self.work = root / "content"
+        self.work.mkdir()
+        self.env = {
+            k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PREFIXLAB_DATA")
+        }
+        venv = root / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        self.python = str(venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
+        self.purelib = self.run("import sysconfig; print(sysconfig.get_paths()['purelib'])")
+        Path(self.purelib, "parent_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+
+    def run(self, code: str) -> str:
+        """stdout of `code` run by the venv's python in the working directory."""
+        result = subprocess.run(
+            [self.python, "-c", code],
+            cwd=self.work,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return result.stdout.strip()
+
+    def origin_of_prefixlab(self) -> str:
+        return self.run(
+            "import importlib.util; print(importlib.util.find_spec('prefixlab').origin)"
+        )
+
+    def kernel(self, repo_url: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [python, "-c", cell + "\n" + PROBE],
-            cwd=work,
-            env={**env, "PREFIXLAB_REPO_URL": repo_url},
+            [self.python, "-c", setup_cell(NOTEBOOKS[0]) + "\n" + PROBE],
+            cwd=self.work,
+            env={**self.env, "PREFIXLAB_REPO_URL": repo_url},
             capture_output=True,
             text=True,
             timeout=300,
         )
 
-    before = subprocess.run(
-        [
-            python,
-            "-c",
-            "import importlib.util; print(importlib.util.find_spec('prefixlab').origin)",
-        ],
-        cwd=work,
-        env=env,
+    def check_two_kernels(self, origin: Path) -> None:
+        """The first kernel installs a regular package and imports it; the second, given a URL
+        that would fail, finds it and installs nothing."""
+        first = self.kernel(origin.as_uri())
+        assert first.returncode == 0, first.stderr
+        file, spec_origin, model_dir = first.stdout.split()
+        assert file == spec_origin and file.startswith(self.purelib), file
+        assert model_dir.startswith(self.purelib) and Path(model_dir, "config.json").is_file()
+        second = self.kernel((self.work / "no-such-repo").as_uri())
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.split()[0] == file
+
+
+@pytest.mark.slow
+def test_setup_cell_installs_once_and_survives_a_restart(tmp_path, origin):
+    colab = Colab(tmp_path)
+    # A folder named prefixlab in the working directory, which Python imports as an empty
+    # namespace package: the cell must install over it, and the install must win.
+    (colab.work / "prefixlab").mkdir()
+    (colab.work / "prefixlab" / "README.md").write_text("not the package\n")
+    assert colab.origin_of_prefixlab() == "None", NOT_MISSING
+    colab.check_two_kernels(origin)
+
+
+@pytest.mark.slow
+def test_setup_cell_repairs_what_the_old_cell_left(tmp_path, origin):
+    """The old cell cloned into ./prefixlab and installed that clone editable: after a restart
+    the clone folder shadowed the package (ImportError from cell 2)."""
+    colab = Colab(tmp_path)
+    _git("clone", "-q", str(origin), str(colab.work / "prefixlab"), cwd=tmp_path)
+    subprocess.run(
+        [colab.python, "-m", "pip", "install", "-q", "--no-deps", "-e", "prefixlab"],
+        cwd=colab.work,
+        check=True,
         capture_output=True,
-        text=True,
     )
-    assert before.stdout.strip() == "None", "prefixlab must start as the empty folder only"
-
-    first = kernel(clone.as_uri())
-    assert first.returncode == 0, first.stderr
-    file, origin, model_dir = first.stdout.split()
-    assert file == origin and file.startswith(purelib), file  # a regular installed package
-    assert model_dir.startswith(purelib) and Path(model_dir, "config.json").is_file()
-
-    # The second kernel, with a URL that would fail: there must be nothing to install.
-    second = kernel((tmp_path / "no-such-repo").as_uri())
-    assert second.returncode == 0, second.stderr
-    assert second.stdout.split()[0] == file
+    # The namespace package wins over the editable install: the old bug.
+    assert colab.origin_of_prefixlab() == "None", NOT_MISSING
+    colab.check_two_kernels(origin)
