@@ -48,8 +48,8 @@ def repository_settings(pyproject: Path = ROOT / "pyproject.toml") -> tuple[str,
     """(repository URL, branch) from pyproject.toml's [tool.prefixlab] table, validated."""
     try:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+    except ModuleNotFoundError as err:  # Python 3.10
+        raise RuntimeError("This script needs Python 3.11 or newer (tomllib).") from err
     table = tomllib.loads(pyproject.read_text()).get("tool", {}).get("prefixlab", {})
     repository, branch = table.get("repository"), table.get("branch")
     if not isinstance(repository, str) or not GITHUB.fullmatch(repository):
