@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,10 +67,16 @@ def test_lab_and_test_extras_pull_no_cuda_packages(tmp_path):
     there with PyPI's CUDA build or add nvidia-* wheels. Offline here: everything but
     prefixlab itself is already installed, and pip resolves it without contacting an index.
     """
+    # The project's metadata without its code, so that building it writes nothing into the
+    # repository (setuptools builds in the source folder).
+    project = tmp_path / "project"
+    for name in ("pyproject.toml", "README.md", "prefixlab/__init__.py", "data/README.md"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
     report = tmp_path / "report.json"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--report", str(report)]
-        + ["--editable", f"{ROOT}[lab,test]"],
+        + ["--editable", f"{project}[lab,test]"],
         check=True,
         capture_output=True,
     )
@@ -78,6 +85,6 @@ def test_lab_and_test_extras_pull_no_cuda_packages(tmp_path):
         for item in json.loads(report.read_text())["install"]
     }
     assert "prefixlab" in installs  # the report is about this project
-    cuda = {n: v for n, v in installs.items() if n.startswith("nvidia-") or "+cu" in v}
+    cuda = {n: v for n, v in installs.items() if n.startswith(("nvidia-", "cuda-")) or "+cu" in v}
     assert not cuda, f"CUDA packages would be installed: {cuda}"
     assert "torch" not in installs and "triton" not in installs, installs
