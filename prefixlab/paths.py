@@ -11,6 +11,7 @@ in this order:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -23,12 +24,14 @@ def _candidates() -> list[Path]:
     env = os.environ.get("PREFIXLAB_DATA")
     if env:
         found.append(Path(env).expanduser())
+    # data/ has no __init__.py, so prefixlab._embedded is a namespace package: its folders are
+    # the spec's search locations (importlib.resources.files would give a MultiplexedPath).
     try:
-        from importlib.resources import files
-
-        found.append(Path(str(files("prefixlab._embedded"))))
-    except (ModuleNotFoundError, TypeError):
-        pass
+        spec = importlib.util.find_spec("prefixlab._embedded")
+    except ModuleNotFoundError:
+        spec = None
+    if spec is not None:
+        found.extend(Path(p) for p in spec.submodule_search_locations or [])
     found.append(Path(__file__).resolve().parent.parent / "data")
     return found
 
