@@ -2,20 +2,20 @@
 
 - mr.py         the MR syntax: SLOTS, parse_mr, format_mr, canonical_mr
 - synthetic.py  this project's generator: realize, synthetic_e2e, the pretraining corpus
-- load.py       E2EDataset and load_e2e (synthetic data, a release CSV or folder, the hub)
+- dataset.py    E2EDataset: (mr, ref) pairs grouped by MR, low-data subsets; the split names
+- load.py       load_e2e (synthetic data, a release CSV or folder, the hub), load_csv
 - slots.py      slot errors: which facts of an MR a text misses or contradicts
 - sentences.py  first_sentence, count_sentences (the one-sentence task)
 
 Token batches for a model are in `prefixlab.batching`.
 """
 
+from prefixlab.e2e.dataset import SPLITS, E2EDataset
 from prefixlab.e2e.load import (
     E2E_HUB,
     MR_COLUMNS,
     REF_COLUMNS,
     RELEASE_FILES,
-    SPLITS,
-    E2EDataset,
     dataset_from_rows,
     load_csv,
     load_e2e,

@@ -10,91 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import os
-import random
 import re
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
+from prefixlab.e2e.dataset import E2EDataset, check_split
 from prefixlab.e2e.mr import SLOTS, canonical_mr, parse_mr
-
-SPLITS = ("train", "validation", "test")
-
-
-def check_split(split: str) -> str:
-    """`split` itself when it is one of `SPLITS`; else a ValueError listing them."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
-    return split
-
-
-@dataclass
-class E2EDataset:
-    """(mr, ref) pairs. An MR usually has several references, on consecutive or scattered rows."""
-
-    pairs: list[tuple[str, str]]  # (mr, ref), mr in canonical E2E form
-    name: str = "e2e"  # where it came from, e.g. "synthetic-train(seed=0)" or a file name
-    skipped: int = 0  # rows dropped while loading (malformed MR, empty ref); also warned about
-    skipped_reasons: dict[str, int] = field(default_factory=dict)  # reason -> count
-
-    def __post_init__(self):
-        self.pairs = [(str(mr), str(ref)) for mr, ref in self.pairs]
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self.pairs)
-
-    def __getitem__(self, index: int) -> tuple[str, str]:
-        return self.pairs[index]
-
-    def grouped(self) -> dict[str, list[str]]:
-        """{mr: [ref, ...]} in first-seen order, for multi-reference evaluation."""
-        groups: dict[str, list[str]] = {}
-        for mr, ref in self.pairs:
-            groups.setdefault(mr, []).append(ref)
-        return groups
-
-    @property
-    def mrs(self) -> list[str]:
-        """The distinct MRs, in first-seen order."""
-        return list(self.grouped())
-
-    def to_csv(self, path: str | os.PathLike) -> Path:
-        """Write the pairs as a CSV in the E2E release format (header `mr,ref`, one
-        reference per row), which `load_csv` / `load_e2e` read back unchanged."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["mr", "ref"])
-            writer.writerows(self.pairs)
-        return path
-
-    def subset(self, n_mrs: int | None, seed: int = 0) -> E2EDataset:
-        """A low-data subset: `n_mrs` MRs chosen at random (by `seed`) with all their references.
-
-        Subsets with one seed are nested: subset(50) is inside subset(100). Row order is kept.
-        `n_mrs=None` returns all of it.
-        """
-        mrs = self.mrs
-        if n_mrs is None:
-            return E2EDataset(list(self.pairs), self.name, self.skipped, dict(self.skipped_reasons))
-        if isinstance(n_mrs, bool) or not isinstance(n_mrs, int) or n_mrs < 1:
-            raise ValueError(f"n_mrs must be an int >= 1 or None (all), got {n_mrs!r}.")
-        if n_mrs > len(mrs):
-            raise ValueError(
-                f"n_mrs={n_mrs} but {self.name} has only {len(mrs)} distinct MRs; "
-                f"pass n_mrs <= {len(mrs)} or None for all."
-            )
-        order = list(mrs)
-        random.Random(f"subset:{seed}").shuffle(order)
-        keep = set(order[:n_mrs])
-        pairs = [(mr, ref) for mr, ref in self.pairs if mr in keep]
-        return E2EDataset(pairs, f"{self.name}[{n_mrs} MRs, seed={seed}]")
-
+from prefixlab.e2e.synthetic import synthetic_e2e
 
 E2E_HUB = "tuetschek/e2e_nlg"  # the real E2E data on the Hugging Face hub; source="e2e"
 MR_COLUMNS = ("mr", "meaning_representation")
@@ -272,8 +195,6 @@ def load_e2e(source: str | os.PathLike = "synthetic", split: str = "train", **kw
     check_split(split)
     if isinstance(source, str) and source == "synthetic":
         # Imported here: the generator builds its datasets with this module's E2EDataset.
-        from prefixlab.e2e.synthetic import synthetic_e2e
-
         return synthetic_e2e(split, **kw)
     if isinstance(source, str) and source == "e2e":
         source = E2E_HUB

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from prefixlab.e2e.load import E2EDataset, check_split
+from prefixlab.e2e.dataset import E2EDataset, check_split
 from prefixlab.e2e.mr import SLOTS, canonical_mr, format_mr, parse_mr
 
 # Invented for this project. None is an E2E name; "near" values are landmarks and other venues.
