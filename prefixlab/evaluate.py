@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from prefixlab.adapted import check_generation_budget
 from prefixlab.batching import encode_for_generation, encode_for_training, iterate_batches
 
 # Re-exported: notebooks and tests call prefixlab.evaluate.slot_error_rate and friends.
@@ -279,13 +280,7 @@ def generate_texts(
         chunk = mrs[start : start + batch_size]
         enc = encode_for_generation(tokenizer, chunk, max_length=max_length)
         T = enc["input_ids"].shape[1]
-        if context and prefix_length + T + max_new_tokens > context:
-            room = context - prefix_length - T
-            raise ValueError(
-                f"Prefix ({prefix_length}) + source ({T}) + max_new_tokens ({max_new_tokens}) "
-                f"exceeds the model's context of {context} positions; pass max_new_tokens <= "
-                f"{max(room, 0)} or use a shorter prefix."
-            )
+        check_generation_budget(prefix_length, T, max_new_tokens, context)
         out = adapted.generate(
             enc["input_ids"].to(device),
             enc["attention_mask"].to(device),

@@ -212,6 +212,7 @@ def bootstrap(
     stats,
     metric: Callable[[np.ndarray], np.ndarray] = ratio,
     *,
+    minus=None,
     n_resamples: int = RESAMPLES,
     confidence: float = CONFIDENCE,
     seed: int = 0,
@@ -222,46 +223,39 @@ def bootstrap(
     Args:
         stats: [seeds, tables, k] sufficient statistics (or [tables, k] for one seed).
         metric: summed statistics [..., k] -> metric [...]; `ratio` for errors/slots.
+        minus: another method's stats on the same tables: the interval is then of the
+            difference, paired (`paired_difference`).
     """
     confidence = _check_common(n_resamples, seed, confidence)
-    s = _as_stats(stats, "stats")
-    rng = np.random.default_rng(seed)
-    weights = _table_weights(rng, n_resamples, s.shape[1])
-    seeds = _draws(rng, n_resamples, s.shape[0])
-    samples = _resampled(s, metric, weights, seeds)
-    what = f"bootstrap {s.shape[0]} seed(s) x {s.shape[1]} tables"
-    return _percentile_interval(_estimate(s, metric), samples, confidence, what)
-
-
-def paired_difference(
-    stats_a,
-    stats_b,
-    metric: Callable[[np.ndarray], np.ndarray] = ratio,
-    *,
-    n_resamples: int = RESAMPLES,
-    confidence: float = CONFIDENCE,
-    seed: int = 0,
-) -> Interval:
-    """Metric of A minus metric of B on the same tables, with a paired two-level bootstrap.
-
-    Args:
-        stats_a, stats_b: [seeds, tables, k]; the table axis must index the same tables in
-            the same order (the seed counts may differ).
-    """
-    confidence = _check_common(n_resamples, seed, confidence)
-    a, b = _as_stats(stats_a, "stats_a"), _as_stats(stats_b, "stats_b")
-    if a.shape[1:] != b.shape[1:]:
+    a = _as_stats(stats, "stats")
+    b = None if minus is None else _as_stats(minus, "minus")
+    if b is not None and a.shape[1:] != b.shape[1:]:
         raise ValueError(
-            "stats_a and stats_b must score the same tables with the same statistics: shapes "
+            "Both methods must score the same tables with the same statistics: shapes "
             f"{a.shape} and {b.shape} differ after the seed axis."
         )
     rng = np.random.default_rng(seed)
     weights = _table_weights(rng, n_resamples, a.shape[1])  # one table draw for both methods
     samples = _resampled(a, metric, weights, _draws(rng, n_resamples, a.shape[0]))
-    samples = samples - _resampled(b, metric, weights, _draws(rng, n_resamples, b.shape[0]))
-    estimate = _estimate(a, metric) - _estimate(b, metric)
-    what = f"paired bootstrap {a.shape[0]} vs {b.shape[0]} seeds x {a.shape[1]} tables"
+    estimate = _estimate(a, metric)
+    what = f"bootstrap {a.shape[0]} seed(s) x {a.shape[1]} tables"
+    if b is not None:
+        samples = samples - _resampled(b, metric, weights, _draws(rng, n_resamples, b.shape[0]))
+        estimate -= _estimate(b, metric)
+        what = f"paired bootstrap {a.shape[0]} vs {b.shape[0]} seeds x {a.shape[1]} tables"
     return _percentile_interval(estimate, samples, confidence, what)
+
+
+def paired_difference(stats_a, stats_b, metric=ratio, **options) -> Interval:
+    """Metric of A minus metric of B on the same tables, with a paired two-level bootstrap:
+    one table resample shared by both, seeds drawn for each method on its own.
+
+    Args:
+        stats_a, stats_b: [seeds, tables, k]; the table axis must index the same tables in
+            the same order (the seed counts may differ).
+        options: n_resamples, confidence, seed (as `bootstrap`).
+    """
+    return bootstrap(stats_a, metric, minus=stats_b, **options)
 
 
 VERDICTS = ("A better", "B better", "not resolved")

@@ -31,122 +31,40 @@ What a person (or the browser test, tests/test_browser.py) can rely on:
 
 from __future__ import annotations
 
-import asyncio
 import html
 import math
 import traceback
-import warnings
 
-import numpy as np
-
-from prefixlab.accounting import context_budget, parameter_counts
-from prefixlab.batching import encode_for_training
-from prefixlab.config import RunConfig, active_preset
-from prefixlab.e2e import load_e2e
-from prefixlab.hooks import attention_report
+from prefixlab.accounting import context_budget
+from prefixlab.config import RunConfig
+from prefixlab.lab_settings import (
+    LAB_METHODS,
+    LR_RANGE,
+    METHOD_CHOICES,
+    STEPS_RANGE,
+    attention_probe,
+    fmt_lr,
+    info_html,
+    interactive_config,
+    lab_method,
+    prefix_mass_grid,
+    result_text,
+    run_caption,
+    trainable_count,
+)
 from prefixlab.loading import model_dims
-from prefixlab.methods import METHOD_TABLE, method
+from prefixlab.methods import method
 from prefixlab.plotting import plot_attention_heatmap, plot_context_budget, plot_loss_curves
 from prefixlab.runs import base_model, run_experiment
+from prefixlab.widget_output import caption_html, running_loop, series, show
 
-# The method dropdown: one entry per adapter (the MLP is a switch of its own), and every
-# method the lab can show: those that train P virtual positions.
-METHOD_CHOICES = tuple((m.short_label, m.name) for m in METHOD_TABLE if m.adapter == m.name)
-LAB_METHODS = tuple(m.name for m in METHOD_TABLE if m.uses_prefix_length)
-# interactive_config caps: a retrain should take seconds on a laptop CPU.
-INTERACTIVE_STEPS = 60
-INTERACTIVE_EVAL_MRS = 8
-LR_RANGE = (-4.0, -0.5)  # log10 of the learning-rate slider's ends
-STEPS_RANGE = (10, 500, 10)  # steps slider: min, max, step
+# Notebook 05 imports interactive_config and trainable_count from here, beside the lab.
+__all__ = ["PrefixLengthLab", "interactive_config", "trainable_count"]
+
 # A change from the browser retrains once the controls have been still this long: long enough
 # to cover a run of key presses or clicks, short enough not to feel slow.
 DEBOUNCE_SECONDS = 0.6
 STATUS_CLASS = "prefixlab-status"
-CAPTION_CLASS = "prefixlab-caption"
-
-
-def lab_method(method: str, mlp: bool) -> str:
-    """The RunConfig method of the lab's controls: "prefix" + MLP -> "prefix+mlp"."""
-    if method not in ("prefix", "prompt"):
-        raise ValueError(f"method must be 'prefix' or 'prompt', got {method!r}.")
-    return "prefix+mlp" if method == "prefix" and mlp else method
-
-
-def interactive_config(base: RunConfig | None = None) -> RunConfig:
-    """`base` made light enough to retrain while you watch.
-
-    At most INTERACTIVE_STEPS optimizer steps, INTERACTIVE_EVAL_MRS generated MRs (for BLEU),
-    and validation only at the end unless `eval_every` fits twice into the steps; everything
-    else (batch size, data, model, validation set) stays. The FAST preset is already lighter
-    and comes back unchanged.
-    """
-    base = active_preset() if base is None else base
-    if not isinstance(base, RunConfig):
-        raise ValueError(f"base must be a RunConfig, got {type(base).__name__}.")
-    steps = min(base.train.steps, INTERACTIVE_STEPS)
-    eval_every = base.train.eval_every
-    if eval_every is not None and 2 * eval_every > steps:
-        eval_every = None  # validate once, after the last step
-    return base.with_(
-        steps=steps, eval_every=eval_every, eval_mrs=min(base.eval_mrs, INTERACTIVE_EVAL_MRS)
-    )
-
-
-def trainable_count(model, config: RunConfig) -> int:
-    """Trainable parameters of `config`'s method on `model`, from prefixlab.accounting."""
-    rows = parameter_counts(model, config.prefix_length, mlp_hidden=config.mlp_hidden)
-    return next(r["trainable"] for r in rows if r["method"] == config.method)
-
-
-def info_html(model, config: RunConfig) -> str:
-    """The lab's accounting line for `config` on `model` (HTML, two lines).
-
-    "trainable parameters: 20,480 (2.13% of the model)" then "context: P=10 uses 10 of 256
-    positions (3.9%), 246 left for tokens". For the MLP the count is what trains; what is
-    kept after training (the materialized prefix) is named after it.
-    """
-    P = config.prefix_length
-    rows = {r["method"]: r for r in parameter_counts(model, P, mlp_hidden=config.mlp_hidden)}
-    row, budget = rows[config.method], context_budget(model, P)
-    share = f"{row['percent_of_base']:.2f}% of the model"
-    if row["stored"] != row["trainable"]:
-        share += f"; {row['stored']:,} kept after training"
-    return (
-        f"trainable parameters: {row['trainable']:,} ({share})<br>"
-        f"context: P={P} uses {P} of {budget['context']:,} positions "
-        f"({budget['percent_used']:.1f}%), {budget['left_for_tokens']:,} left for tokens"
-    )
-
-
-def attention_probe(tokenizer, config: RunConfig, n_examples: int = 8) -> dict:
-    """A fixed attention probe: the first `n_examples` validation MRs, each with its first
-    reference, encoded as in training (so MR and text tokens are the queries).
-
-    Returns:
-        {"input_ids", "attention_mask", "labels"}, each [n_examples, T].
-    """
-    grouped = load_e2e(config.data, "validation").grouped()
-    pairs = [(mr, refs[0]) for mr, refs in list(grouped.items())[:n_examples]]
-    if not pairs:
-        raise ValueError(f"The validation split of {config.data!r} is empty.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # over-long pairs are dropped, as in training
-        return encode_for_training(tokenizer, pairs, config.train.max_length, overflow="skip")
-
-
-def prefix_mass_grid(adapted, probe: dict) -> np.ndarray:
-    """Share of attention on the P virtual positions per layer and head, averaged over the
-    probe's real tokens (`prefixlab.hooks.attention_report`). Returns [layers, heads]."""
-    with warnings.catch_warnings():
-        # record_attention says once that it switches sdpa to eager while recording; the
-        # lab knows, and a warning raised in a widget callback would land in no cell.
-        warnings.simplefilter("ignore")
-        report = attention_report(adapted, probe["input_ids"], probe["attention_mask"])
-    return report.pivot(index="layer", columns="head", values="prefix_mass").to_numpy()
-
-
-def _fmt_lr(lr: float) -> str:
-    return f"{lr:.1e}"
 
 
 class PrefixLengthLab:
@@ -368,13 +286,13 @@ class PrefixLengthLab:
                 self._muted = False
         self._generation += 1  # a run still training is now stale
         self._cancel_pending()  # the timer restarts on every change
-        loop = _running_loop()
+        loop = running_loop()
         if loop is None or self.debounce == 0:
             self._retrain()  # nothing to wait on: no event loop (a script), or no debounce
             return
         config = self.config()
         self.status.value = (
-            f"<b>waiting…</b> {html.escape(self._caption(config))}, lr {_fmt_lr(config.lr)} "
+            f"<b>waiting…</b> {html.escape(run_caption(config))}, lr {fmt_lr(config.lr)} "
             f"(trains when the controls are still for {self.debounce:g} s)"
         )
         # call_later runs the retrain on the kernel's own thread, between two messages: no
@@ -404,9 +322,9 @@ class PrefixLengthLab:
         """One plain-text paragraph: the setting shown, its accounting and its results."""
         config = self.config()
         text = html.unescape(self.describe().replace("<br>", "\n"))
-        lines = [f"{self._caption(config)}, lr {_fmt_lr(config.lr)}", text]
+        lines = [f"{run_caption(config)}, lr {fmt_lr(config.lr)}", text]
         if self.row is not None:
-            lines.append(self._result_text(self.row))
+            lines.append(result_text(self.row))
         return "\n".join(lines)
 
     def update(self) -> None:
@@ -416,8 +334,8 @@ class PrefixLengthLab:
     def _update(self, progress: bool) -> None:
         generation = self._generation
         config = self.config()
-        caption = self._caption(config)
-        self.status.value = f"<b>training…</b> {html.escape(caption)}, lr {_fmt_lr(config.lr)}"
+        caption = run_caption(config)
+        self.status.value = f"<b>training…</b> {html.escape(caption)}, lr {fmt_lr(config.lr)}"
         self.progress.outputs = ()
         try:
             if progress:
@@ -438,11 +356,11 @@ class PrefixLengthLab:
         label = f"{config.method}: P={P}, lr {config.lr:.2g}"
         if self._previous is not None and self._previous[2] != config.train.steps:
             label += f", {config.train.steps} steps"
-        curves = {label: _series(history.step, history.loss)}
+        curves = {label: series(history.step, history.loss)}
         val = {label: (history.val_step, history.val_loss)}
         if self._previous is not None and self._previous[0] != label:
             before, old, _, _ = self._previous  # drawn second: a method's second curve is dashed
-            curves[f"{before} (before)"] = _series(old.step, old.loss)
+            curves[f"{before} (before)"] = series(old.step, old.loss)
         figures, captions = self._figures(config, caption, curves, val, adapted)
         before = self._previous[3] if self._previous is not None else "none"
         self.row, self.history, self.adapted = row, history, adapted
@@ -455,11 +373,11 @@ class PrefixLengthLab:
             ("attention", self.attention_out),
             ("context", self.budget_out),
         ):
-            _show(out, captions[name], figures[name])
+            show(out, captions[name], figures[name])
         self.progress.outputs = ()
         self.status.value = (
             f"<b>done</b> · run {self.runs}: {html.escape(caption)} "
-            f"(before: {html.escape(before)}) · {html.escape(self._result_text(row))}"
+            f"(before: {html.escape(before)}) · {html.escape(result_text(row))}"
         )
 
     def _figures(self, config, caption, curves, val, adapted):
@@ -479,31 +397,11 @@ class PrefixLengthLab:
             ),
         }
         captions = {
-            "loss": f"loss · {caption}, lr {_fmt_lr(config.lr)}",
+            "loss": f"loss · {caption}, lr {fmt_lr(config.lr)}",
             "attention": f"attention · {method(config.method).short_label}, P={P}",
             "context": f"context · P={P}",
         }
         return figures, captions
-
-    @staticmethod
-    def _caption(config: RunConfig) -> str:
-        label = method(config.method).short_label
-        return f"{label}, P={config.prefix_length}, {config.train.steps} steps"
-
-    @staticmethod
-    def _result_text(row: dict) -> str:
-        val = row.get("final_val_loss", math.nan)
-        text = f"validation loss {val:.3f}"
-        bleu = row.get("bleu")
-        if bleu is not None and math.isfinite(bleu):
-            text += f", BLEU {bleu:.1f}"
-        reason = row.get("stopped_reason")
-        if reason == "diverged":  # ran to the end, but ended worse than it started
-            text += ", diverged: lower the learning rate"
-        elif reason not in (None, "completed"):
-            text += f", stopped early ({reason})"
-        how = "from the cache" if row.get("cached") else f"trained in {row.get('seconds', 0):.1f} s"
-        return f"{text} ({how})"
 
     def _failed(self, err: BaseException) -> None:
         self.status.value = (
@@ -525,7 +423,7 @@ class PrefixLengthLab:
             raise ValueError("Nothing trained yet: call lab.update() (or lab.set(...)) first.")
         display(HTML(f"<div>{self.describe()}</div>"))
         for name in ("loss", "attention", "context"):
-            display(HTML(_caption_html(self.captions[name])))
+            display(HTML(caption_html(self.captions[name])))
             display(self.figures[name])
 
     def _repr_mimebundle_(self, **kwargs):
@@ -537,45 +435,3 @@ class PrefixLengthLab:
             "model_id": self.widget.model_id,
         }
         return data
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    """The asyncio loop running on this thread (the Jupyter kernel's), or None."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-def _series(steps, values):
-    import pandas as pd
-
-    return pd.Series(list(values), index=list(steps), dtype=float)
-
-
-def _caption_html(caption: str) -> str:
-    return f'<div class="{CAPTION_CLASS}"><b>{html.escape(caption)}</b></div>'
-
-
-def _display_data(obj) -> dict:
-    """`obj` as a display_data output, formatted as the running IPython would display it
-    (matplotlib's inline backend adds image/png); outside IPython, text/plain only."""
-    from IPython import get_ipython
-    from IPython.core.formatters import DisplayFormatter
-
-    shell = get_ipython()
-    formatter = shell.display_formatter if shell is not None else DisplayFormatter()
-    data, metadata = formatter.format(obj)
-    return {"output_type": "display_data", "data": data, "metadata": metadata}
-
-
-def _show(out, caption: str, figure) -> None:
-    """Replace what an Output widget shows with a caption and a figure.
-
-    Sets the widget's `outputs` (one state update) instead of displaying inside `with out:`:
-    that routes output by the message being handled, and a debounced retrain runs from the
-    kernel's event loop after that message is done, where captured output would go astray.
-    """
-    from IPython.display import HTML
-
-    out.outputs = (_display_data(HTML(_caption_html(caption))), _display_data(figure))

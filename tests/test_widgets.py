@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from prefixlab import widgets  # noqa: E402
+from prefixlab import lab_settings, widgets  # noqa: E402
 from prefixlab.accounting import context_budget, parameter_counts  # noqa: E402
 from prefixlab.config import CPU, DEFAULT_LR, FAST  # noqa: E402
 from prefixlab.prefix import PrefixTuning  # noqa: E402
@@ -62,8 +62,8 @@ def test_lab_method():
 
 def test_interactive_config_caps_the_cpu_preset_and_keeps_fast():
     light = widgets.interactive_config(CPU)
-    assert light.train.steps == widgets.INTERACTIVE_STEPS < CPU.train.steps
-    assert light.eval_mrs == widgets.INTERACTIVE_EVAL_MRS
+    assert light.train.steps == lab_settings.INTERACTIVE_STEPS < CPU.train.steps
+    assert light.eval_mrs == lab_settings.INTERACTIVE_EVAL_MRS
     assert light.train.batch_size == CPU.train.batch_size and light.data == CPU.data
     assert widgets.interactive_config(FAST) == FAST
     assert light.train.eval_every is None  # 50 does not fit twice into 60 steps: end only
@@ -82,7 +82,7 @@ def test_info_html_counts_what_the_adapter_trains(tiny_model, method):
         adapter = PrefixTuning(tiny_model, 7, reparam=config.reparam, mlp_hidden=16)
     text = widgets.info_html(tiny_model, config)
     assert shown_count(text) == sum(p.numel() for p in adapter.parameters())
-    assert shown_count(text) == widgets.trainable_count(tiny_model, config)
+    assert shown_count(text) == lab_settings.trainable_count(tiny_model, config)
     budget = context_budget(tiny_model, 7)
     context = text.split("<br>")[1]
     assert context.startswith("context: P=7 uses 7 of")
@@ -315,7 +315,7 @@ def trained(lab, monkeypatch):
 @pytest.fixture
 def manual_loop(monkeypatch):
     loop = ManualLoop()
-    monkeypatch.setattr(widgets, "_running_loop", lambda: loop)
+    monkeypatch.setattr(widgets, "running_loop", lambda: loop)
     return loop
 
 

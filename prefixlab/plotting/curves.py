@@ -93,22 +93,18 @@ def plot_loss_curves(
 
 
 def plot_grad_norms(
-    norms: Mapping,
-    *,
-    title: str,
-    ylabel: str = "gradient norm",
-    xlabel: str = "step",
-    smooth: float = 0,
-    ax: Axes | None = None,
+    norms: Mapping, *, title: str, ylabel: str = "gradient norm", **kwargs
 ) -> Figure:
     """Gradient norms per step on a log axis, one line per label (as `plot_loss_curves`).
 
     Args:
         norms: label -> values [steps] or a pandas Series indexed by step.
+        kwargs: xlabel, smooth, ax (as `plot_loss_curves`; the axis is always logarithmic).
     """
-    return plot_loss_curves(
-        norms, title=title, ylabel=ylabel, xlabel=xlabel, smooth=smooth, logy=True, ax=ax
-    )
+    unknown = sorted(set(kwargs) - {"xlabel", "smooth", "ax"})
+    if unknown:
+        raise TypeError(f"plot_grad_norms got {unknown}; it takes xlabel, smooth and ax.")
+    return plot_loss_curves(norms, title=title, ylabel=ylabel, logy=True, **kwargs)
 
 
 def plot_seed_bands(
