@@ -70,7 +70,9 @@ def test_lab_and_test_extras_pull_no_cuda_packages(tmp_path):
     # The project's metadata without its code, so that building it writes nothing into the
     # repository (setuptools builds in the source folder).
     project = tmp_path / "project"
-    for name in ("pyproject.toml", "README.md", "prefixlab/__init__.py", "data/README.md"):
+    packages = ("prefixlab/__init__.py", "prefixlab/_version.py", "prefixlab/e2e/__init__.py",
+                "prefixlab/plotting/__init__.py")  # fmt: skip
+    for name in ("pyproject.toml", "README.md", *packages, "data/README.md"):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, project / name)
     report = tmp_path / "report.json"
