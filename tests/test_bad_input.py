@@ -11,9 +11,9 @@ import math
 import time
 import warnings
 
-import nbformat
 import pytest
 import torch
+from notebook_files import write_notebook
 from tiny_models import VOCAB, make_gpt2
 
 from prefixlab import (
@@ -243,22 +243,12 @@ def test_peft_round_trip_ignores_the_fingerprint(tiny_model, method, tmp_path):
 # -- 5. a notebook that hangs ------------------------------------------------------------------
 
 
-def _notebook(path, *sources):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
-
-
 def test_hanging_notebook_fails_after_the_wall_clock_limit(tmp_path, capsys):
     from prefixlab.cli import main
 
-    path = _notebook(tmp_path / "01_hang.ipynb", "x = 1", "import time\ntime.sleep(30)", "y = 2")
+    path = write_notebook(
+        tmp_path / "01_hang.ipynb", "x = 1", "import time\ntime.sleep(30)", "y = 2"
+    )
     start = time.monotonic()
     code = main(
         ["run-notebooks", str(path), "--out", str(tmp_path / "html"), "--notebook-timeout", "5"]
@@ -274,7 +264,7 @@ def test_hanging_notebook_fails_after_the_wall_clock_limit(tmp_path, capsys):
 def test_notebook_timeout_is_validated(bad, tmp_path):
     from prefixlab.runner import run_notebooks
 
-    path = _notebook(tmp_path / "01_ok.ipynb", "x = 1")
+    path = write_notebook(tmp_path / "01_ok.ipynb", "x = 1")
     with pytest.raises(ValueError, match="notebook_timeout must be"):
         run_notebooks([path], out=tmp_path, notebook_timeout=bad)
 
@@ -282,7 +272,7 @@ def test_notebook_timeout_is_validated(bad, tmp_path):
 def test_cli_rejects_a_bad_notebook_timeout(tmp_path, capsys):
     from prefixlab.cli import main
 
-    path = _notebook(tmp_path / "01_ok.ipynb", "x = 1")
+    path = write_notebook(tmp_path / "01_ok.ipynb", "x = 1")
     with pytest.raises(SystemExit) as exit_:
         main(["run-notebooks", str(path), "--notebook-timeout", "0"])
     assert exit_.value.code == 2

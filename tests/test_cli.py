@@ -7,6 +7,7 @@ import sys
 
 import nbformat
 import pytest
+from notebook_files import write_notebook
 
 import prefixlab
 from prefixlab.cli import main
@@ -19,22 +20,10 @@ def test_version_module_and_script():
     assert out.stdout.strip() == f"prefixlab {prefixlab.__version__}"
 
 
-def _notebook(path, *sources):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
-
-
 @pytest.mark.slow
 def test_run_notebooks_writes_html_and_names_failing_cell(tmp_path, capsys):
-    good = _notebook(tmp_path / "01_good.ipynb", "x = 21 * 2", "print(x)")
-    bad = _notebook(tmp_path / "02_bad.ipynb", "y = 1", "raise RuntimeError('boom')")
+    good = write_notebook(tmp_path / "01_good.ipynb", "x = 21 * 2", "print(x)")
+    bad = write_notebook(tmp_path / "02_bad.ipynb", "y = 1", "raise RuntimeError('boom')")
     out = tmp_path / "html"
     assert main(["run-notebooks", str(good), "--out", str(out)]) == 0
     assert "42" in (out / "01_good.html").read_text()
@@ -51,7 +40,7 @@ def test_run_notebooks_missing_file(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_run_notebooks_inplace_keeps_outputs_and_drops_widget_state(tmp_path):
-    path = _notebook(tmp_path / "01_w.ipynb", "print(6 * 7)")
+    path = write_notebook(tmp_path / "01_w.ipynb", "print(6 * 7)")
     nb = nbformat.read(path, as_version=4)
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     nbformat.write(nb, path)
