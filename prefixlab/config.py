@@ -37,6 +37,7 @@ from prefixlab._validate import (
 )
 from prefixlab.e2e.load import offline
 from prefixlab.methods import METHOD_TABLE, METHODS, method
+from prefixlab.paths import EMBEDDED_MODELS
 
 SCHEDULES = ("linear", "cosine", "constant")
 EVAL_SPLITS = ("validation", "test")
@@ -172,7 +173,7 @@ class RunConfig:
     mlp_hidden: int = 512  # hidden width of the prefix MLP (512 in the paper)
     lora_rank: int = 8  # r, for "lora"
     lora_alpha: float = 16.0  # LoRA scale is lora_alpha / lora_rank
-    model: str = "tiny"  # load_model name: "tiny", a hub id such as "gpt2", or a folder
+    model: str = "tiny"  # load_model name: "tiny" ("nano", "mini"), a hub id ("gpt2"), a folder
     data: str = "synthetic"  # load_e2e source: "synthetic", a CSV path, a folder, ...
     n_train_mrs: int | None = None  # low-data runs: this many training MRs; None = all
     n_val_mrs: int | None = 50  # validation MRs for the validation loss; None = all
@@ -330,20 +331,29 @@ def active_preset(default: str = "cpu") -> RunConfig:
         raise ValueError(f"${PRESET_ENV}={name!r}: {err}") from None
 
 
+def lab_preset(model: str = "tiny") -> RunConfig:
+    """The preset a notebook trains with on `model`: "cpu" for the embedded models, "gpu" for
+    anything else (a hub model or a folder); $PREFIXLAB_PRESET overrides both ("fast" under
+    nbval/CI). The returned config runs on `model`."""
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"model must be a non-empty string such as 'tiny', got {model!r}.")
+    return active_preset("cpu" if model in EMBEDDED_MODELS else "gpu").with_(model=model)
+
+
 def lab_sources(model: str = "tiny", data: str = "synthetic") -> tuple[str, str]:
     """The (model, data) a notebook runs on: what it asked for, or the embedded default.
 
     A hub model that cannot be loaded (offline and not in the local Hugging Face cache, or
     an unknown id) is replaced by "tiny" with the synthetic data, with a warning that says
     so; so is hub data ("e2e", an "owner/name" id or a URL) while offline. Local models,
-    local CSVs and "tiny"/"synthetic" pass through untouched. Nothing is downloaded here
-    beyond a model's config file.
+    local CSVs, the embedded models ("nano", "tiny", "mini") and "synthetic" pass through
+    untouched. Nothing is downloaded here beyond a model's config file.
     """
     for name, value in (("model", model), ("data", data)):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
     fallback = "Falling back to the embedded default: model 'tiny', data 'synthetic'."
-    if model != "tiny" and not Path(model).expanduser().is_dir():
+    if model not in EMBEDDED_MODELS and not Path(model).expanduser().is_dir():
         from transformers import AutoConfig
 
         try:

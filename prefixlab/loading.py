@@ -1,8 +1,9 @@
 """Load a causal language model frozen, and read the few dimensions a prefix needs.
 
-`load_model("tiny")` gives the embedded default (no network). Any other string is a hub id
-or a local folder handed to transformers; when that fails offline, the error names the
-embedded default so the notebook can keep going.
+`load_model("tiny")` gives the embedded default (no network; "nano" and "mini" are its
+smaller and larger siblings). Any other string is a hub id or a local folder handed to
+transformers; when that fails offline, the error names the embedded default so the notebook
+can keep going.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from prefixlab.paths import tiny_model_dir
+from prefixlab.paths import EMBEDDED_MODELS, embedded_model_dir
 
 TINY = "tiny"
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flex_attention")
@@ -214,8 +215,9 @@ def load_model(
     """Load a causal LM and its tokenizer with every base parameter frozen, in eval mode.
 
     Args:
-        name_or_path: "tiny" (the embedded default shipped in data/), a hub id such as
-            "gpt2", or a local folder.
+        name_or_path: "tiny" (the embedded default shipped in data/), "nano" or "mini" (its
+            smaller and larger siblings, same recipe: `prefixlab.paths.EMBEDDED_MODELS`), a
+            hub id such as "gpt2", or a local folder.
         device: where to put the model ("cpu", "cuda", ...). None keeps it on the CPU.
         dtype: torch dtype or its name ("float32", "bfloat16", ...). None keeps the checkpoint's.
         attn_implementation: "eager" (default; attention probabilities can be recorded),
@@ -242,18 +244,19 @@ def load_model(
         dtype = resolved
 
     name = str(name_or_path)
-    path = str(tiny_model_dir()) if name == TINY else name
+    embedded = name in EMBEDDED_MODELS
+    path = str(embedded_model_dir(name)) if embedded else name
     try:
         config = AutoConfig.from_pretrained(path)
         model_dims(config)  # rejects models that are not causal LMs with a clear message
         kwargs = {"attn_implementation": attn_implementation}
         if dtype is not None:
             kwargs["dtype"] = dtype
-        with _quiet_loading(name == TINY):
+        with _quiet_loading(embedded):
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
             tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as err:  # a ValueError (e.g. an encoder-decoder config) passes unchanged
-        if fallback_to_tiny and name != TINY:
+        if fallback_to_tiny and not embedded:
             warnings.warn(
                 f"{_offline_message(name, err)} Falling back to the embedded default 'tiny'.",
                 stacklevel=2,

@@ -16,6 +16,9 @@ import os
 from pathlib import Path
 
 TINY_MODEL_DIRNAME = "tiny-gpt2"
+# The embedded models, smallest first: one recipe at three sizes (scripts/build_tiny_model.py
+# --size NAME), each in data/<name>-gpt2. "tiny" is the default everywhere.
+EMBEDDED_MODELS = ("nano", "tiny", "mini")
 SYNTHETIC_E2E_DIRNAME = "synthetic-e2e"
 
 
@@ -54,15 +57,31 @@ def data_dir() -> Path:
     )
 
 
-def tiny_model_dir() -> Path:
-    """Folder of the embedded tiny GPT-2 (config, safetensors weights, tokenizer, model card)."""
-    path = data_dir() / TINY_MODEL_DIRNAME
+def embedded_model_dir(name: str = "tiny") -> Path:
+    """Folder of one embedded model (config, safetensors weights, tokenizer, model card).
+
+    Args:
+        name: one of `EMBEDDED_MODELS` ("nano", "tiny", "mini").
+
+    Raises:
+        ValueError: another name, listing the embedded ones.
+        FileNotFoundError: the folder is missing, saying how to rebuild it.
+    """
+    if name not in EMBEDDED_MODELS:
+        raise ValueError(f"No embedded model {name!r}; the embedded models are {EMBEDDED_MODELS}.")
+    path = data_dir() / f"{name}-gpt2"
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"The embedded tiny model is missing from {path}. Rebuild it with "
-            "`python scripts/build_tiny_model.py`, or check out the repository's data/ folder."
+            f"The embedded model {name!r} is missing from {path}. Rebuild it with "
+            f"`python scripts/build_tiny_model.py --size {name}`, or check out the repository's "
+            "data/ folder."
         )
     return path
+
+
+def tiny_model_dir() -> Path:
+    """Folder of the embedded default, the tiny GPT-2 (`embedded_model_dir("tiny")`)."""
+    return embedded_model_dir("tiny")
 
 
 def synthetic_e2e_dir() -> Path:

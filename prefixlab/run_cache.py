@@ -27,7 +27,7 @@ from torch import nn
 from prefixlab._version import __version__
 from prefixlab.config import RunConfig, TrainConfig
 from prefixlab.methods import method
-from prefixlab.paths import tiny_model_dir
+from prefixlab.paths import EMBEDDED_MODELS, embedded_model_dir
 from prefixlab.train import History, jsonable
 
 CACHE_ENV = "PREFIXLAB_CACHE"
@@ -58,12 +58,13 @@ def _hash_files(paths) -> str:
 
 
 def _model_fingerprint(name: str) -> str:
-    """Hash of a local model's config and weights ("tiny" included); the name for hub ids."""
+    """Hash of a local model's config and weights (the embedded ones included); the name for
+    hub ids."""
     if name in _FINGERPRINTS:
         return _FINGERPRINTS[name]
     path = None
-    if name == "tiny":
-        path = tiny_model_dir()
+    if name in EMBEDDED_MODELS:
+        path = embedded_model_dir(name)
     elif Path(name).expanduser().is_dir():
         path = Path(name).expanduser()
     if path is None:

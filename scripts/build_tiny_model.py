@@ -1,7 +1,12 @@
 """Build the embedded default: a byte-level BPE tokenizer and a tiny GPT-2, from scratch, on CPU.
 
-    python scripts/build_tiny_model.py              # the shipped model, into data/tiny-gpt2/
+    python scripts/build_tiny_model.py              # the default model, into data/tiny-gpt2/
+    python scripts/build_tiny_model.py --size nano  # the ~0.25M-parameter one, data/nano-gpt2/
+    python scripts/build_tiny_model.py --size mini  # the ~4M-parameter one, data/mini-gpt2/
     python scripts/build_tiny_model.py --quick      # a seconds-long smoke run into a temp folder
+
+The three sizes (`SIZES`) share everything but depth and width: the same corpus, tokenizer
+recipe, seed and token budget, so that they differ in scale alone.
 
 Steps, all seeded:
 
@@ -41,12 +46,29 @@ sys.path.insert(0, str(REPO))  # run from a plain checkout without installing
 from prefixlab.e2e import fact_sheet, synthetic_e2e, synthetic_pretraining_corpus  # noqa: E402
 
 EOS = "<|endoftext|>"
+# The family of embedded models: (layers, width, heads), heads of 32 dimensions each.
+SIZES = {"nano": (2, 64, 2), "tiny": (4, 128, 4), "mini": (6, 224, 7)}
+DEVSET_ENV = "PREFIXLAB_E2E_DEVSET"
+
+
+def real_devset() -> Path | None:
+    """The real E2E dev split, if it is on this machine: `$PREFIXLAB_E2E_DEVSET`, else
+    ../shared/data/e2e/devset.csv beside the repository (or beside its parent, a worktree)."""
+    env = os.environ.get(DEVSET_ENV)
+    if env:
+        return Path(env) if Path(env).is_file() else None
+    for root in (REPO.parent, REPO.parent.parent):
+        path = root / "shared" / "data" / "e2e" / "devset.csv"
+        if path.is_file():
+            return path
+    return None
 
 
 @dataclass
 class BuildConfig:
     """Everything that decides the result. Two presets: `full` (shipped) and `quick` (tests)."""
 
+    size: str = "tiny"  # a name in SIZES: the folder data/<size>-gpt2 and the card's title
     n_sentences: int = 80_000  # pretraining realizations (train-split MRs)
     fact_share: float = 0.4  # of them preceded by a fact sheet (teaches copying from context)
     n_heldout_mrs: int = 200  # validation-split MRs whose references measure held-out loss
@@ -67,6 +89,8 @@ class BuildConfig:
     threads: int = 2
 
     def __post_init__(self):
+        if self.size not in SIZES and self.size != "quick":
+            raise ValueError(f"size must be one of {tuple(SIZES)}, got {self.size!r}.")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}.")
         if self.block_size > self.n_positions:
@@ -78,6 +102,7 @@ class BuildConfig:
 
 
 QUICK = dict(
+    size="quick",
     n_sentences=400,
     n_heldout_mrs=10,
     vocab_size=400,
@@ -181,6 +206,21 @@ def context_checks(model, tokenizer, pairs: list[tuple[str, str]], seed: int) ->
     return {k: round(v / max(1, used), 4) for k, v in sums.items()} | {"texts": used}
 
 
+def real_mrs_in_corpus(cfg: BuildConfig) -> dict | None:
+    """How many MRs of the real E2E dev split the pretraining corpus realizes (same facts, our
+    own sentences): the corpus samples MRs over E2E's values, so a few can coincide. None when
+    the dev split is not on this machine."""
+    from prefixlab.e2e import load_csv, synthetic_pretraining_pairs
+    from prefixlab.e2e.mr import canonical_mr
+
+    path = real_devset()
+    if path is None:
+        return None
+    real = {canonical_mr(mr) for mr in load_csv(path).mrs}
+    corpus = {canonical_mr(mr) for mr, _ in synthetic_pretraining_pairs(cfg.n_sentences, cfg.seed)}
+    return {"dev_mrs": len(real), "realized_in_corpus": len(real & corpus)}
+
+
 def lr_at(step: int, cfg: BuildConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -205,6 +245,7 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
     heldout = synthetic_e2e("validation", n_mrs=cfg.n_heldout_mrs, refs_per_mr=4, seed=cfg.seed)
     heldout_texts = [ref for _, ref in heldout.pairs]
     n_sheets = sum("\n" in t for t in texts)
+    real_overlap = real_mrs_in_corpus(cfg)
     log(
         f"corpus: {len(texts)} descriptions ({n_sheets} after a fact sheet); held-out: "
         f"{len(heldout_texts)} references"
@@ -311,6 +352,7 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
         "vocab_size": len(tokenizer),
         "corpus_sentences": len(texts),
         "corpus_fact_sheets": n_sheets,
+        "real_dev_mrs_in_corpus": real_overlap,
         "context_checks": checks,
         "context_check_texts": checks.pop("texts"),
         "corpus_tokens": int(len(train_stream)),
@@ -362,11 +404,28 @@ def model_card(info: dict) -> str:
             )
         else:
             load += f", about the build's own {cfg['threads']} threads: little else was running."
-    return f"""# tiny-gpt2: prefixlab's embedded default
+    size = cfg.get("size", "tiny")
+    role = {
+        "tiny": "prefixlab's embedded default",
+        "nano": "the smallest of prefixlab's embedded models",
+        "mini": "the largest of prefixlab's embedded models",
+    }.get(size, "a smoke build")
+    overlap = info.get("real_dev_mrs_in_corpus")
+    if overlap is None:
+        overlap_text = "(The real E2E dev split was not on the build machine, so its overlap with the corpus was not counted.)"
+    else:
+        overlap_text = (
+            f"The corpus samples MRs over E2E's own values, so an MR of the real E2E dev split "
+            f"can occur in it by chance (with our sentences, never E2E's): "
+            f"{overlap['realized_in_corpus']} of the dev split's {overlap['dev_mrs']} MRs do."
+        )
+    return f"""# {size}-gpt2: {role}
 
 A small GPT-2, trained from scratch by this project, so that the whole lab runs offline on a
-laptop CPU: tuning a prefix or a soft prompt for a few hundred steps takes seconds.
-`prefixlab.load_model("tiny")` loads it from this folder with no network.
+laptop CPU. One of a family of three built by the same recipe at three sizes (`nano`, `tiny`,
+`mini`: `python scripts/build_tiny_model.py --size ...`), which differ in depth and width
+only. `prefixlab.load_model("{size}")` loads it from this folder with no network;
+`load_model("tiny")` is the default.
 
 ## Architecture
 
@@ -376,18 +435,19 @@ laptop CPU: tuning a prefix or a soft prompt for a few hundred steps takes secon
 | layers x width | {cfg["n_layer"]} x {cfg["n_embd"]}, {cfg["n_head"]} heads of {cfg["n_embd"] // cfg["n_head"]} |
 | context | {cfg["n_positions"]} positions (a prefix or soft prompt of length P uses P of them) |
 | parameters | {info["n_params"]:,} |
-| tokenizer | byte-level BPE trained with `tokenizers`, {info["vocab_size"]:,} tokens (cap {cfg["vocab_size"]:,}: the corpus's few hundred words need no more); `<|endoftext|>` is bos, eos and pad |
+| tokenizer | byte-level BPE trained with `tokenizers`, {info["vocab_size"]:,} tokens (cap {cfg["vocab_size"]:,}: the corpus's words need no more); `<|endoftext|>` is bos, eos and pad |
 | weights | `model.safetensors`, float32, {info["weights_mb"]} MB |
 
 ## Training data
 
 {info["corpus_sentences"]:,} restaurant descriptions ({info["corpus_tokens"]:,} tokens in all) made by
 `prefixlab.e2e.synthetic_pretraining_corpus(n, seed={cfg["seed"]}, fact_share={cfg["fact_share"]})`:
-this project's own generator (invented names, many sentence plans, synonyms, aggregation and
-negation). Every description realizes an MR of the *training* split; no validation or test MR
-is realized in the corpus. {info["corpus_fact_sheets"]:,} of them ({100 * info["corpus_fact_sheets"] / info["corpus_sentences"]:.0f}%) come after their facts
+this project's own generator (E2E's ontology: its slot values, venue and landmark names; our
+own sentence plans, synonyms, aggregation and negation). Every description realizes an MR of
+the *training* split; no validation or test MR of the synthetic data is realized in the
+corpus. {overlap_text} {info["corpus_fact_sheets"]:,} of them ({100 * info["corpus_fact_sheets"] / info["corpus_sentences"]:.0f}%) come after their facts
 in a plain sheet of the corpus's own, one line such as
-`cuisine=Italian; name=Juniper Hall; area=riverside` (`prefixlab.e2e.fact_sheet`: other
+`cuisine=Italian; name=The Golden Curry; area=riverside` (`prefixlab.e2e.fact_sheet`: other
 keys than E2E's, any order). The sheets are what teaches the model to copy names and values
 from its context, as tables and lists on the web teach real language models. An earlier
 build without them could not copy at all, and then no prefix or soft prompt could make it
@@ -450,16 +510,16 @@ digits. `--quick` makes a seconds-long smoke build into a temporary folder.
 
 ## Limits
 
-- It knows only this project's synthetic restaurant language: the names, landmarks and
-  phrasings of `prefixlab.e2e.synthetic`. It is not a general language model, and its text on any
-  other topic is nonsense. Real E2E references use words it has never seen.
+- It knows only this project's restaurant language: E2E's names and values in the phrasings
+  of `prefixlab.e2e.synthetic`. It is not a general language model, and its text on any
+  other topic is nonsense. Real E2E references use some words it has rarely or never seen.
 - The losses above include the generator's own randomness (which synonym, which sentence
   plan), which no model can predict; equal train and held-out loss means it learned the
   language rather than memorizing sentences. Unconditioned samples can still contradict
-  themselves (a bar, then a restaurant): four small layers hold little discourse state.
+  themselves (a bar, then a restaurant): a few small layers hold little discourse state.
 - The MR is foreign text to it: slot names such as `eatType`, brackets and `||` are
   fragments it never saw. A value after `[` tokenizes as it does after `=` in a fact sheet
-  (`The| Copper| Pot`, no leading space), so what it learned to copy is there to copy.
+  (`The| Golden| Curry`, no leading space), so what it learned to copy is there to copy.
 - It was never trained to read an E2E MR; the tuning methods must teach that. Do not read
   its unconditioned samples as a baseline quality.
 - Findings at this scale need not hold for large models (prompt tuning in particular is
@@ -477,10 +537,13 @@ Not measured yet: run `python scripts/evaluate_tiny_model.py`.
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default data/tiny-gpt2)"
+        "--out", type=Path, default=None, help="output folder (default data/<size>-gpt2)"
     )
     parser.add_argument(
         "--quick", action="store_true", help="seconds-long smoke build (temp folder)"
+    )
+    parser.add_argument(
+        "--size", choices=tuple(SIZES), default="tiny", help="which model of the family"
     )
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--n-sentences", type=int, default=None)
@@ -488,7 +551,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
 
-    overrides = dict(QUICK) if args.quick else {}
+    layers, width, heads = SIZES[args.size]
+    overrides = (
+        dict(QUICK)
+        if args.quick
+        else dict(size=args.size, n_layer=layers, n_embd=width, n_head=heads)
+    )
     for key in ("steps", "n_sentences", "seed", "threads"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
@@ -498,14 +566,18 @@ def main(argv: list[str] | None = None) -> int:
     elif args.quick:
         out = Path(tempfile.mkdtemp(prefix="tiny-gpt2-quick-"))
     else:
-        out = REPO / "data" / "tiny-gpt2"
+        out = REPO / "data" / f"{args.size}-gpt2"
     flags = [
         f"--{key.replace('_', '-')} {getattr(args, key)}"
         for key in ("steps", "n_sentences", "seed", "threads")
         if getattr(args, key) is not None
     ]
     command = " ".join(
-        ["python scripts/build_tiny_model.py", *(["--quick"] if args.quick else []), *flags]
+        [
+            "python scripts/build_tiny_model.py",
+            *(["--quick"] if args.quick else [f"--size {args.size}"]),
+            *flags,
+        ]
     )
     build(cfg, out, command=command, log=lambda m: print(m, flush=True))
     return 0

@@ -1,13 +1,14 @@
-"""Evidence that the embedded default is meaningful, written into its model card.
+"""Evidence that an embedded model is meaningful, written into its model card.
 
-    python scripts/evaluate_tiny_model.py            # CPU preset, a few minutes; updates the card
+    python scripts/evaluate_tiny_model.py            # tiny, CPU preset, minutes; updates its card
+    python scripts/evaluate_tiny_model.py --model mini   # another size of the family
     python scripts/evaluate_tiny_model.py --preset fast --no-write   # seconds, prints only
 
 Measures, on the synthetic E2E validation split, with the same data, P and step budget:
 nothing trained (the frozen model reads the MR as plain text), prompt tuning, prefix tuning
 (direct and with the MLP), and full fine-tuning as the upper reference; plus the tiny
 model's held-out language-modelling loss on realizations it never saw. The table between the
-markers in data/tiny-gpt2/README.md is replaced by what this run measured.
+markers in data/<model>-gpt2/README.md is replaced by what this run measured.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def held_out_lm_loss(model, tokenizer, n: int = 400, seed: int = 1) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tiny", choices=["nano", "tiny", "mini"])
     parser.add_argument("--preset", default="cpu", choices=["fast", "cpu"])
     parser.add_argument("--no-write", action="store_true", help="print only; leave the card")
     args = parser.parse_args(argv)
@@ -55,15 +57,16 @@ def main(argv=None) -> int:
     from prefixlab.config import preset
     from prefixlab.runs import run_grid
 
-    base = preset(args.preset).with_(model="tiny", data="synthetic", init="vocab")
-    model, tokenizer = load_model("tiny")
+    base = preset(args.preset).with_(model=args.model, data="synthetic", init="vocab")
+    model, tokenizer = load_model(args.model)
     lm_loss = held_out_lm_loss(model, tokenizer)
     start = time.perf_counter()
     table, _ = run_grid(base, method=list(METHODS), seed=[0], progress=False)
     table = table.set_index("method").loc[list(METHODS)]
     lines = [
         START,
-        f"Measured by `python scripts/evaluate_tiny_model.py` ({args.preset} preset: "
+        f"Measured by `python scripts/evaluate_tiny_model.py --model {args.model}` "
+        f"({args.preset} preset: "
         f"{base.train.steps} steps of batch {base.train.batch_size}, P={base.prefix_length}, "
         f"vocabulary init, seed 0; {base.eval_mrs} validation MRs generated greedily), "
         f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, torch {torch.__version__}.",
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
     block = "\n".join(lines)
     print(block)
     if not args.no_write:
-        card = ROOT / "data" / "tiny-gpt2" / "README.md"
+        card = ROOT / "data" / f"{args.model}-gpt2" / "README.md"
         text = card.read_text()
         if START in text and END in text:
             head, rest = text.split(START, 1)

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEVSET_BESIDE_REPO = "../shared/data/e2e/devset.csv"  # relative to the repository root
 DEVSET = Path(os.environ.get("PREFIXLAB_E2E_DEVSET") or REPO / DEVSET_BESIDE_REPO)
 
-# All eight slots, in E2E order; the names are the generator's, not E2E's.
+# All eight slots, in E2E order; the names are invented for the tests (not E2E's).
 FULL_MR = (
     "name[The Brass Lantern], eatType[coffee shop], food[French], priceRange[£20-25], "
     "customer rating[3 out of 5], area[riverside], familyFriendly[no], near[Pelham Bridge]"

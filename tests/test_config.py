@@ -109,3 +109,17 @@ def test_lab_sources_fall_back_offline_and_say_so(monkeypatch, tmp_path):
         assert lab_sources("tiny", "e2e") == ("tiny", "synthetic")
     with pytest.raises(ValueError, match="non-empty"):
         lab_sources("", "synthetic")
+
+
+def test_lab_preset_trains_embedded_models_on_the_cpu_preset(monkeypatch):
+    from prefixlab.config import lab_preset
+
+    monkeypatch.delenv("PREFIXLAB_PRESET", raising=False)
+    for name in ("nano", "tiny", "mini"):
+        cfg = lab_preset(name)
+        assert cfg.model == name and cfg.train.steps == preset("cpu").train.steps
+    assert lab_preset("gpt2").train.steps == preset("gpu").train.steps
+    monkeypatch.setenv("PREFIXLAB_PRESET", "fast")
+    assert lab_preset("mini").train.steps == preset("fast").train.steps
+    with pytest.raises(ValueError, match="non-empty"):
+        lab_preset("")

@@ -1,4 +1,5 @@
-"""The shipped tiny model: it loads offline, models fresh text, and its build script runs."""
+"""The shipped models (nano, tiny, mini): they load offline, model fresh text, grow in size
+with one shared tokenizer, fit the data budget, and their build script runs."""
 
 from __future__ import annotations
 
@@ -7,26 +8,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from prefixlab.e2e import synthetic_e2e
+from prefixlab.paths import EMBEDDED_MODELS, data_dir, embedded_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_tiny_model_loads_offline_and_models_fresh_text():
+DATA_BUDGET_BYTES = 25e6  # all of data/: three models, their tokenizers, the synthetic CSVs
+
+
+@pytest.mark.parametrize("name", EMBEDDED_MODELS)
+def test_embedded_model_loads_offline_and_models_fresh_text(name):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from prefixlab.paths import tiny_model_dir
-
-    path = tiny_model_dir()
-    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
-    assert size < 10e6
+    path = embedded_model_dir(name)
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).eval()
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     assert tok.eos_token == "<|endoftext|>" and tok.pad_token_id == tok.eos_token_id
     assert model.config.model_type == "gpt2" and model.config.vocab_size == len(tok)
-    assert (path / "README.md").read_text().count("Tuning evidence") == 1
+    card = (path / "README.md").read_text()
+    assert card.count("Tuning evidence") == 1 and card.startswith(f"# {name}-gpt2")
 
     # Fresh text: test-split MRs (never realized in pretraining), a seed the build never used.
     texts = [ref for _, ref in synthetic_e2e("test", n_mrs=20, refs_per_mr=2, seed=123).pairs]
@@ -41,6 +45,28 @@ def test_tiny_model_loads_offline_and_models_fresh_text():
     loss = sum(losses) / len(losses)
     uniform = math.log(len(tok))
     assert loss < 0.3 * uniform, f"held-out loss {loss:.2f} nats/token, uniform {uniform:.2f}"
+
+
+def test_family_grows_in_size_with_one_tokenizer_and_fits_the_data_budget():
+    from prefixlab import load_model
+
+    sizes = []
+    vocabularies = []
+    for name in EMBEDDED_MODELS:
+        model, tok = load_model(name)
+        assert not any(p.requires_grad for p in model.parameters())
+        sizes.append(sum(p.numel() for p in model.parameters()))
+        vocabularies.append(tok.get_vocab())
+    assert sizes == sorted(sizes) and sizes[-1] > 10 * sizes[0], sizes
+    # one corpus, one tokenizer recipe: a text means the same tokens for every size
+    assert all(v == vocabularies[0] for v in vocabularies[1:])
+    total = sum(f.stat().st_size for f in data_dir().rglob("*") if f.is_file())
+    assert total <= DATA_BUDGET_BYTES, f"data/ holds {total / 1e6:.1f} MB"
+
+
+def test_unknown_embedded_name_lists_the_family():
+    with pytest.raises(ValueError, match="nano"):
+        embedded_model_dir("huge")
 
 
 def test_quick_build_script(tmp_path):

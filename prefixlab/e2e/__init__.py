@@ -6,6 +6,7 @@
 - load.py       load_e2e (synthetic data, a release CSV or folder, the hub), load_csv
 - slots.py      slot errors: which facts of an MR a text misses or contradicts
 - sentences.py  first_sentence, count_sentences (the one-sentence task)
+- real.py       the real E2E dev split on this machine: find_devset, split_by_mr, write_release
 
 Token batches for a model are in `prefixlab.batching`.
 """
@@ -21,6 +22,7 @@ from prefixlab.e2e.load import (
     load_e2e,
 )
 from prefixlab.e2e.mr import SLOTS, canonical_mr, format_mr, parse_mr
+from prefixlab.e2e.real import TRANSFER_SHARES, find_devset, split_by_mr, write_release
 from prefixlab.e2e.sentences import count_sentences, first_sentence
 from prefixlab.e2e.slots import family_polarity, slot_error_rate, slot_errors
 from prefixlab.e2e.synthetic import (
@@ -50,6 +52,7 @@ __all__ = [
     "SLOTS",
     "SLOT_RATES",
     "SPLITS",
+    "TRANSFER_SHARES",
     "VALUES",
     "E2EDataset",
     "canonical_mr",
@@ -57,6 +60,7 @@ __all__ = [
     "dataset_from_rows",
     "fact_sheet",
     "family_polarity",
+    "find_devset",
     "first_sentence",
     "format_mr",
     "load_csv",
@@ -66,9 +70,11 @@ __all__ = [
     "sample_mr",
     "slot_error_rate",
     "slot_errors",
+    "split_by_mr",
     "split_of_mr",
     "synthetic_e2e",
     "synthetic_pretraining_corpus",
     "synthetic_pretraining_pairs",
     "synthetic_sentences",
+    "write_release",
 ]

@@ -1,7 +1,8 @@
 """The synthetic E2E generator: random MRs, then human-like descriptions from sentence plans.
 
-Written for this project: restaurant names, landmarks, sentence plans and wording are ours;
-only the slot value inventories (`VALUES`) follow E2E. Everything is deterministic by seed.
+Written for this project: sentence plans and wording are ours; the slot values (`VALUES`)
+and the venue and landmark names (`NAMES`, `LANDMARKS`) are E2E's, facts of the published
+dataset, so that the embedded models speak the ontology real E2E data uses. Everything is deterministic by seed.
 
 - `sample_mr` draws an MR; `split_of_mr` fixes its split by a hash, so splits never share an
   MR whatever the seed;
@@ -20,23 +21,21 @@ import random
 from prefixlab.e2e.dataset import E2EDataset, check_split
 from prefixlab.e2e.mr import SLOTS, canonical_mr, format_mr, parse_mr
 
-# Invented for this project. None is an E2E name; "near" values are landmarks and other venues.
+# E2E's own venue and landmark names (facts of the published dataset, so that a model
+# pretrained here knows the names real E2E data uses); every sentence around them is ours.
 NAMES = (
-    "The Brass Lantern", "Juniper Hall", "The Gilded Spoon", "Marlowe's", "The Salt Cellar",
-    "Hazelbrook", "The Red Heron", "Saffron Table", "The Wandering Oak", "Pemberton's",
-    "The Lamplighter", "Bluebell Kitchen", "The Silver Pike", "Oriel", "The Quiet Otter",
-    "Marigold", "The Tin Drum", "Cobblestone", "The Velvet Fig", "Harbour Lights",
-    "The Nightjar", "Thistle and Rye", "The Old Granary", "Ember", "The Painted Pig",
-    "Willowmere", "The Crooked Key", "Lotus Garden", "Kestrel House", "The Blue Door",
-    "Amberley's", "The Fox and Fiddle", "Mulberry Row", "Sable", "The Brambles",
-    "Petit Jardin", "Rosewater", "Tamarind Tree", "Millpond", "The Copper Pot",
+    "Alimentum", "Aromi", "Bibimbap House", "Blue Spice", "Browns Cambridge", "Clowns",
+    "Cocum", "Cotto", "Fitzbillies", "Giraffe", "Green Man", "Loch Fyne", "Midsummer House",
+    "Strada", "Taste of Cambridge", "The Cambridge Blue", "The Cricketers", "The Dumpling Tree",
+    "The Eagle", "The Golden Curry", "The Golden Palace", "The Mill", "The Olive Grove",
+    "The Phoenix", "The Plough", "The Punter", "The Rice Boat", "The Twenty Two", "The Vaults",
+    "The Waterman", "The Wrestlers", "Travellers Rest Beefeater", "Wildwood", "Zizzi",
 )  # fmt: skip
 LANDMARKS = (
-    "The Old Library", "Pelham Bridge", "Kingsgate Cinema", "St Aldric's Church",
-    "The Clock Museum", "Orchard Park", "Harrow Lane Station", "The Grand Theatre",
-    "Northgate Hall", "The Town Hall", "Noodle Corner", "The Pie Stop", "Café Lumière",
-    "Sunny Side Diner", "Pizza Pronto", "The Crown Hotel", "Golden Dragon Takeaway",
-    "The Bagel Barn", "Larkspur Gallery", "The Market Cross",
+    "All Bar One", "Avalon", "Burger King", "Café Adriatic", "Café Brazil", "Café Rouge",
+    "Café Sicilia", "Clare Hall", "Crowne Plaza Hotel", "Express by Holiday Inn",
+    "Rainbow Vegetarian Café", "Raja Indian Cuisine", "Ranch", "The Bakers",
+    "The Portland Arms", "The Rice Boat", "The Six Bells", "The Sorrento", "Yippee Noodle Bar",
 )  # fmt: skip
 # Value inventories of the E2E format.
 VALUES = {
@@ -59,7 +58,7 @@ SLOT_RATES = {
 }
 # Which MRs belong to which split: a hash of the canonical MR, out of 100 buckets.
 SPLIT_BUCKETS = {"train": range(0, 80), "validation": range(80, 90), "test": range(90, 100)}
-DEFAULT_N_MRS = {"train": 1000, "validation": 100, "test": 100}
+DEFAULT_N_MRS = {"train": 1000, "validation": 250, "test": 250}
 
 
 def split_of_mr(mr: str | dict[str, str]) -> str:
@@ -92,31 +91,36 @@ def _price_words(value: str) -> dict[str, list[str]]:
     'range' (after 'a price range of'), 'priced' (after 'priced')."""
     if value == "less than £20":
         return {
-            "amount": ["less than £20", "under £20", "below £20", "less than 20 pounds"],
-            "prices": ["under £20", "below £20", "of less than £20", "less than £20"],
-            "range": ["less than £20", "under £20"],
-            "priced": ["under £20", "below £20", "at less than £20"],
-        }
+            "amount": ["less than £20", "under £20", "below £20", "less than 20 pounds",
+                       "under twenty pounds", "less than twenty pounds", "no more than £20"],
+            "prices": ["under £20", "below £20", "of less than £20", "less than £20",
+                       "lower than £20"],
+            "range": ["less than £20", "under £20", "below £20", "less than 20 pounds"],
+            "priced": ["under £20", "below £20", "at less than £20", "at under 20 pounds"],
+        }  # fmt: skip
     if value == "more than £30":
         return {
-            "amount": ["more than £30", "over £30", "above £30", "more than 30 pounds"],
-            "prices": ["over £30", "above £30", "of more than £30", "more than £30"],
-            "range": ["more than £30", "over £30"],
-            "priced": ["over £30", "above £30", "at more than £30"],
-        }
+            "amount": ["more than £30", "over £30", "above £30", "more than 30 pounds",
+                       "over thirty pounds", "more than thirty pounds"],
+            "prices": ["over £30", "above £30", "of more than £30", "more than £30",
+                       "higher than £30"],
+            "range": ["more than £30", "over £30", "above £30", "more than 30 pounds"],
+            "priced": ["over £30", "above £30", "at more than £30", "at over 30 pounds"],
+        }  # fmt: skip
     if value == "£20-25":
         return {
-            "amount": ["£20-25", "£20 to £25", "between £20 and £25", "20 to 25 pounds"],
-            "prices": [
-                "of £20-25",
-                "between £20 and £25",
-                "in the £20-25 range",
-                "from £20 to £25",
-            ],
-            "range": ["£20-25", "£20 to £25"],
+            "amount": ["£20-25", "£20 to £25", "between £20 and £25", "20 to 25 pounds",
+                       "£20-£25", "twenty to twenty-five pounds", "around £20-25"],
+            "prices": ["of £20-25", "between £20 and £25", "in the £20-25 range",
+                       "from £20 to £25", "of £20-£25", "ranging from £20 to £25"],
+            "range": ["£20-25", "£20 to £25", "£20-£25", "20-25 pounds"],
             "priced": ["at £20-25", "between £20 and £25", "at £20 to £25"],
-        }
+        }  # fmt: skip
     return {"amount": [value], "prices": ["of " + value], "range": [value], "priced": [value]}
+
+
+# Number words for the "N out of 5" ratings.
+_STAR_WORDS = {"1": "one", "3": "three", "5": "five"}
 
 
 def _forms(slot: str, value: str, rng: random.Random) -> dict[str, list[str]]:
@@ -128,78 +132,126 @@ def _forms(slot: str, value: str, rng: random.Random) -> dict[str, list[str]]:
     """
     if slot == "food":
         if value == "Fast food":
-            adj, dishes = "fast food", ["fast food", "fast food", "fast food meals"]
+            adj, dishes = (
+                "fast food",
+                ["fast food", "fast food", "fast food meals", "quick fast food"],
+            )
         else:
             adj = rng.choice(["English", "English", "British"]) if value == "English" else value
             dishes = [
                 f"{adj} food",
                 f"{adj} food",
+                f"{adj} food",
                 f"{adj} cuisine",
                 f"{adj} dishes",
                 f"{adj} meals",
+                f"{adj} foods",
+                f"{adj} style food",
+                f"traditional {adj} food",
+                f"{adj} fare",
             ]
+            if value == "English":
+                dishes += ["an English breakfast", "English breakfast food"]
         dish = rng.choice(dishes)
         return {
             "mod": [adj],
-            "cop": [f"known for its {dish}", f"popular for its {dish}"],
+            "cop": [f"known for its {dish}", f"popular for its {dish}", f"famous for its {dish}",
+                    f"a place for {dish}"],
             "vp": [f"serves {dish}", f"serves {dish}", f"offers {dish}", f"specialises in {dish}",
-                   f"provides {dish}", f"has {dish} on the menu", f"sells {dish}"],
+                   f"provides {dish}", f"has {dish} on the menu", f"sells {dish}",
+                   f"specializes in {dish}", f"serves up {dish}", f"has a menu of {dish}"],
             "pp": [f"serving {dish}", f"offering {dish}", f"with {dish} on the menu",
-                   f"selling {dish}"],
+                   f"selling {dish}", f"providing {dish}", f"that serves {dish}",
+                   f"specialising in {dish}", f"that provides {dish}"],
             "sent": [f"They serve {dish}.", f"The food is {adj}.", f"You can eat {dish} there.",
-                     f"The menu is {adj}.", f"It serves {dish}."],
+                     f"The menu is {adj}.", f"It serves {dish}.", f"It's a place for {dish}.",
+                     f"They offer {dish}.", f"It provides {dish}.",
+                     f"If you like {dish}, this is the place for you."],
         }  # fmt: skip
     if slot == "priceRange":
         words = {
-            "cheap": (["cheap", "low-priced", "inexpensive", "budget"],
-                      ["cheap", "inexpensive", "low-priced", "in the cheap price range"],
-                      ["low prices", "cheap prices", "a cheap price range"]),
-            "moderate": (["moderately priced", "mid-priced", "reasonably priced"],
-                         ["moderately priced", "reasonably priced", "in the moderate price range"],
-                         ["moderate prices", "a moderate price range", "average prices"]),
-            "high": (["expensive", "high-priced", "pricey", "upmarket"],
-                     ["expensive", "pricey", "high-priced", "in the high price range"],
-                     ["high prices", "a high price range", "expensive prices"]),
+            "cheap": (["cheap", "low-priced", "inexpensive", "budget", "affordable", "low cost",
+                       "cheaply priced", "low-cost"],
+                      ["cheap", "inexpensive", "low-priced", "in the cheap price range",
+                       "affordable", "cheap to eat at", "in the low price range",
+                       "cheaply priced"],
+                      ["low prices", "cheap prices", "a cheap price range", "affordable prices",
+                       "a low price range", "cheap food", "low-cost food"]),
+            "moderate": (["moderately priced", "mid-priced", "reasonably priced",
+                          "moderate-priced", "mid-range", "average-priced"],
+                         ["moderately priced", "reasonably priced", "in the moderate price range",
+                          "mid-priced", "in the mid price range", "fairly priced",
+                          "in the average price range"],
+                         ["moderate prices", "a moderate price range", "average prices",
+                          "reasonable prices", "moderate pricing", "a medium price range",
+                          "mid-range prices"]),
+            "high": (["expensive", "high-priced", "pricey", "upmarket", "high-end", "costly",
+                      "high price range"],
+                     ["expensive", "pricey", "high-priced", "in the high price range",
+                      "quite expensive", "on the expensive side", "in the higher price range"],
+                     ["high prices", "a high price range", "expensive prices",
+                      "high pricing", "expensive food", "a higher price range"]),
         }  # fmt: skip
         if value in words:
             mods, cops, nps = words[value]
             np_ = rng.choice(nps)
+            level = {"cheap": "low", "moderate": "moderate", "high": "high"}[value]
             return {
                 "mod": mods,
                 "cop": cops,
-                "vp": [f"has {np_}", f"charges {np_}" if "range" not in np_ else f"has {np_}"],
-                "pp": [f"with {np_}"],
-                "sent": [f"Prices are {'moderate' if value == 'moderate' else 'low' if value == 'cheap' else 'high'}.",
-                         f"It has {np_}.", f"The price range is {value}."],
+                "vp": [f"has {np_}", f"charges {np_}" if "range" not in np_ else f"has {np_}",
+                       f"offers {np_}", f"has {np_}"],
+                "pp": [f"with {np_}", f"offering {np_}", f"that has {np_}"],
+                "sent": [f"Prices are {level}.", f"It has {np_}.",
+                         f"The price range is {value}.", f"Its prices are {level}.",
+                         f"The prices are {level}.", f"It's {rng.choice(cops)}."],
             }  # fmt: skip
         w = _price_words(value)
         amount, prices, range_ = (rng.choice(w[k]) for k in ("amount", "prices", "range"))
         return {
-            "cop": [f"priced {rng.choice(w['priced'])}", f"in the {range_} price range"],
+            "cop": [f"priced {rng.choice(w['priced'])}", f"in the {range_} price range",
+                    f"in the price range of {range_}"],
             "vp": [f"has prices {prices}", f"has a price range of {range_}", f"charges {amount}",
-                   f"serves meals for {range_}"],
+                   f"serves meals for {range_}", f"costs {amount} per person",
+                   f"offers meals for {amount}", f"has meals for {amount}"],
             "pp": [f"with prices {prices}", f"with a price range of {range_}",
-                   f"with meals costing {amount}"],
+                   f"with meals costing {amount}", f"in the {range_} price range",
+                   f"where meals cost {amount}", f"where you can eat for {amount}"],
             "sent": [f"Meals cost {amount}.", f"Prices are {prices.removeprefix('of ')}.",
-                     f"The price range is {range_}.", f"A meal there costs {amount}."],
+                     f"The price range is {range_}.", f"A meal there costs {amount}.",
+                     f"Expect to pay {amount} per person.", f"You can eat there for {amount}.",
+                     f"Its price range is {range_}."],
         }  # fmt: skip
     if slot == "customer rating":
         words = {
-            "low": (["low-rated", "poorly rated", "badly rated"],
-                    ["poorly rated", "low-rated", "rated low by customers"],
-                    ["a low customer rating", "a low rating", "poor reviews", "low ratings"],
-                    ["Customers rate it low.", "Its customer rating is low.", "Reviews are poor."]),
-            "average": (["averagely rated", "average-rated"],
-                        ["averagely rated", "rated average by customers"],
-                        ["an average customer rating", "average reviews", "an average rating"],
+            "low": (["low-rated", "poorly rated", "badly rated", "low rated", "poorly-rated"],
+                    ["poorly rated", "low-rated", "rated low by customers", "rated low",
+                     "poorly reviewed"],
+                    ["a low customer rating", "a low rating", "poor reviews", "low ratings",
+                     "low customer ratings", "a poor customer rating", "bad reviews",
+                     "low customer satisfaction"],
+                    ["Customers rate it low.", "Its customer rating is low.", "Reviews are poor.",
+                     "Customers have rated it low.", "It has received low ratings.",
+                     "Its customer ratings are low."]),
+            "average": (["averagely rated", "average-rated", "average rated"],
+                        ["averagely rated", "rated average by customers", "rated average",
+                         "rated as average"],
+                        ["an average customer rating", "average reviews", "an average rating",
+                         "average customer ratings", "a decent customer rating",
+                         "an okay rating", "average customer satisfaction"],
                         ["Its customer rating is average.", "Customers rate it as average.",
-                         "Reviews are average."]),
-            "high": (["highly rated", "highly-rated", "top-rated", "well-reviewed"],
-                     ["highly rated", "rated highly by customers", "very well reviewed"],
+                         "Reviews are average.", "Customers give it an average rating.",
+                         "It has an average rating from customers."]),
+            "high": (["highly rated", "highly-rated", "top-rated", "well-reviewed",
+                      "high rated", "well rated", "high customer rated"],
+                     ["highly rated", "rated highly by customers", "very well reviewed",
+                      "rated high", "well liked by customers", "rated high by customers"],
                      ["a high customer rating", "high ratings", "excellent reviews",
-                      "a high rating"],
+                      "a high rating", "high customer ratings", "great reviews",
+                      "high customer satisfaction"],
                      ["Customers rate it highly.", "Its customer rating is high.",
-                      "Reviews are excellent."]),
+                      "Reviews are excellent.", "Customers give it high ratings.",
+                      "It is rated highly by its customers.", "Its customers love it."]),
         }  # fmt: skip
         if value in words:
             mods, cops, nps, sents = words[value]
@@ -207,81 +259,158 @@ def _forms(slot: str, value: str, rng: random.Random) -> dict[str, list[str]]:
             return {
                 "mod": mods,
                 "cop": cops,
-                "vp": [f"has {np_}", f"gets {np_}", f"has received {np_}"],
-                "pp": [f"with {np_}"],
+                "vp": [f"has {np_}", f"gets {np_}", f"has received {np_}", f"receives {np_}",
+                       f"has earned {np_}", f"boasts {np_}" if value == "high" else f"has {np_}"],
+                "pp": [f"with {np_}", f"that has {np_}", f"which gets {np_}"],
                 "sent": sents,
-            }
+            }  # fmt: skip
         stars = value.split()[0]
+        word = _STAR_WORDS[stars]
         star_word = "star" if stars == "1" else "stars"
-        score = rng.choice([value, value, f"{stars} out of 5 stars", f"{stars} {star_word}"])
+        score = rng.choice(
+            [
+                value,
+                value,
+                value,
+                f"{stars} out of 5 stars",
+                f"{stars} {star_word}",
+                f"{word} out of five",
+                f"{word} {star_word}",
+                f"{word} out of five stars",
+                f"{stars} out of five",
+            ]
+        )
         return {
-            "mod": [f"{stars}-star", f"{stars} star rated"],
-            "cop": [f"rated {score}", f"rated {score} by customers"],
+            "mod": [f"{stars}-star", f"{stars} star rated", f"{word}-star", f"{word} star",
+                    f"{stars} star"],
+            "cop": [f"rated {score}", f"rated {score} by customers", f"rated {score} by its customers",
+                    f"given {score} by customers"],
             "vp": [f"has a customer rating of {score}", f"has a rating of {score}",
-                   f"has a {value} rating", f"has a {stars}-star rating", f"scores {score}"],
+                   f"has a {value} rating", f"has a {stars}-star rating", f"scores {score}",
+                   f"has a {word} star rating", f"is rated {score}",
+                   f"has received a customer rating of {score}", f"receives {score} from customers",
+                   f"has a {value} customer rating"],
             "pp": [f"with a customer rating of {score}", f"with a {value} rating",
-                   f"rated {score}"],
+                   f"rated {score}", f"with a {word}-star rating", f"with a rating of {score}",
+                   f"that has a customer rating of {score}"],
             "sent": [f"Customers rate it {score}.", f"Its customer rating is {score}.",
-                     f"It is rated {score}."],
+                     f"It is rated {score}.", f"It has a customer rating of {score}.",
+                     f"Customers have rated it {score}.", f"It's rated {score}.",
+                     f"It has a {word} star rating."],
         }  # fmt: skip
     if slot == "area":
         if value == "city centre":
             return {
-                "mod": ["city centre", "city-centre", "central"],
+                "mod": ["city centre", "city-centre", "central", "city center", "centrally located"],
                 "cop": ["in the city centre", "located in the city centre",
-                        "in the centre of the city", "in the centre of town", "central"],
+                        "in the centre of the city", "in the centre of town", "central",
+                        "in the city center", "located in the center of the city",
+                        "situated in the city centre", "in the heart of the city",
+                        "based in the city centre", "centrally located"],
                 "vp": ["sits in the city centre", "can be found in the city centre",
-                       "is situated in the city centre"],
+                       "is situated in the city centre", "is located in the city center",
+                       "is based in the city centre", "lies in the centre of the city"],
                 "pp": ["in the city centre", "in the centre of town", "located in the city centre",
-                       "in the heart of the city"],
+                       "in the heart of the city", "in the city center", "in the centre of the city",
+                       "situated in the city centre", "located in the center of the city"],
                 "front": ["In the city centre", "In the centre of town", "Located in the city centre",
-                          "Right in the city centre"],
-                "sent": ["You can find it in the city centre.", "It is located in the city centre."],
+                          "Right in the city centre", "In the city center",
+                          "Located in the center of the city", "In the heart of the city"],
+                "sent": ["You can find it in the city centre.", "It is located in the city centre.",
+                         "It's in the city centre.", "It is in the centre of the city.",
+                         "Its location is the city centre.", "It is located in the city center."],
             }  # fmt: skip
         return {
-            "mod": ["riverside"],
+            "mod": ["riverside", "river side"],
             "cop": ["in the riverside area", "by the riverside", "on the riverside",
-                    "located by the river"],
+                    "located by the river", "located in the riverside area", "by the river",
+                    "situated by the river", "on the river side", "along the river",
+                    "near the river", "in the riverside", "located on the riverside"],
             "vp": ["sits on the riverside", "can be found by the riverside",
-                   "is situated in the riverside area"],
+                   "is situated in the riverside area", "is located along the riverside",
+                   "overlooks the river", "is based in the riverside area",
+                   "lies by the river"],
             "pp": ["by the riverside", "in the riverside area", "on the riverside",
-                   "located by the river"],
+                   "located by the river", "by the river", "along the river",
+                   "located in the riverside area", "situated on the riverside",
+                   "near the river"],
             "front": ["By the riverside", "In the riverside area", "Down by the river",
-                      "On the riverside"],
-            "sent": ["You can find it by the riverside.", "It is located in the riverside area."],
+                      "On the riverside", "Located in the riverside area", "Along the river",
+                      "By the river", "Located on the riverside"],
+            "sent": ["You can find it by the riverside.", "It is located in the riverside area.",
+                     "It's by the river.", "It is situated by the river.",
+                     "Its location is the riverside.", "It has a riverside location.",
+                     "It is located in riverside."],
         }  # fmt: skip
     if slot == "familyFriendly":
         if value == "yes":
             return {
-                "mod": ["family-friendly", "kid-friendly", "child-friendly", "family friendly"],
+                "mod": ["family-friendly", "kid-friendly", "child-friendly", "family friendly",
+                        "kid friendly", "children friendly", "family oriented", "kids friendly",
+                        "family-oriented"],
                 "cop": ["family-friendly", "kid friendly", "child friendly", "suitable for families",
-                        "great for families", "welcoming to children"],
+                        "great for families", "welcoming to children", "family friendly",
+                        "kid-friendly", "children friendly", "good for families",
+                        "a family friendly place", "ideal for families", "open to families",
+                        "friendly to families"],
                 "vp": ["welcomes families", "welcomes children", "caters for families",
-                       "allows children"],
-                "pp": ["suitable for families", "welcoming children", "for the whole family"],
+                       "allows children", "allows kids", "welcomes kids",
+                       "is great for the whole family", "has a family-friendly atmosphere",
+                       "offers a family friendly environment", "is suitable for children"],
+                "pp": ["suitable for families", "welcoming children", "for the whole family",
+                       "that is family friendly", "that welcomes kids",
+                       "with a family-friendly atmosphere", "where children are welcome",
+                       "that is kid friendly"],
                 "sent": ["Children are welcome.", "Families are welcome.", "Kids are welcome.",
-                         "It is a good place to bring the kids."],
+                         "It is a good place to bring the kids.", "It's family friendly.",
+                         "It is kid friendly.", "It's a place for the whole family.",
+                         "Bring the whole family.", "Children are allowed.",
+                         "It is family-friendly."],
             }  # fmt: skip
         return {
-            "mod": ["adults-only", "non-family-friendly", "adult-only"],
+            "mod": ["adults-only", "non-family-friendly", "adult-only", "non family-friendly",
+                    "adult", "non-family friendly", "non kid friendly"],
             "cop": ["not family-friendly", "not kid friendly", "not child friendly",
-                    "not suitable for children", "adults only", "not a place for children"],
+                    "not suitable for children", "adults only", "not a place for children",
+                    "not family friendly", "not kid-friendly", "not children friendly",
+                    "not suitable for families", "not a family-friendly place",
+                    "not for families", "not good for families"],
             "vp": ["does not welcome children", "does not cater for families",
-                   "does not allow children"],
-            "pp": ["unsuitable for children", "for adults only", "not suitable for children"],
+                   "does not allow children", "doesn't allow kids", "isn't family friendly",
+                   "is not child friendly", "isn't kid friendly", "does not allow kids",
+                   "is not suitable for children", "has an adults only policy"],
+            "pp": ["unsuitable for children", "for adults only", "not suitable for children",
+                   "that is not family friendly", "that does not allow children",
+                   "that isn't kid friendly", "with no children allowed"],
             "sent": ["Children are not welcome.", "It is not family-friendly.",
-                     "It is not a good choice for families.", "It is for adults only."],
+                     "It is not a good choice for families.", "It is for adults only.",
+                     "It isn't family friendly.", "It's not kid friendly.",
+                     "Children are not allowed.", "No children are allowed.",
+                     "It is not child friendly.", "It is not family friendly."],
         }  # fmt: skip
     if slot == "near":
+        the = rng.choice(["", "", "", "the "]) if not value.startswith("The ") else ""
+        place = the + value
         return {
-            "cop": [f"near {value}", f"located near {value}", f"close to {value}",
-                    f"not far from {value}", f"next to {value}", f"a short walk from {value}"],
-            "vp": [f"sits near {value}", f"can be found near {value}", f"lies close to {value}"],
-            "pp": [f"near {value}", f"close to {value}", f"not far from {value}",
-                   f"located near {value}", f"next to {value}"],
-            "front": [f"Near {value}", f"Close to {value}", f"Not far from {value}",
-                      f"Located near {value}", f"Just by {value}"],
-            "sent": [f"It is near {value}.", f"You will find it close to {value}."],
+            "cop": [f"near {place}", f"located near {place}", f"close to {place}",
+                    f"not far from {place}", f"next to {place}", f"a short walk from {place}",
+                    f"near to {place}", f"situated near {place}", f"beside {place}",
+                    f"just around the corner from {place}", f"in the vicinity of {place}",
+                    f"only a few minutes from {place}"],
+            "vp": [f"sits near {place}", f"can be found near {place}", f"lies close to {place}",
+                   f"is located near {place}", f"is close to {place}", f"is near {place}",
+                   f"is right next to {place}", f"is situated near {place}"],
+            "pp": [f"near {place}", f"close to {place}", f"not far from {place}",
+                   f"located near {place}", f"next to {place}", f"beside {place}",
+                   f"near to {place}", f"by {place}", f"situated near {place}",
+                   f"located close to {place}", f"in the vicinity of {place}"],
+            "front": [f"Near {place}", f"Close to {place}", f"Not far from {place}",
+                      f"Located near {place}", f"Just by {place}", f"Next to {place}",
+                      f"Situated near {place}", f"Located next to {place}"],
+            "sent": [f"It is near {place}.", f"You will find it close to {place}.",
+                     f"It's near {place}.", f"It is located near {place}.",
+                     f"It's close to {place}.", f"It can be found near {place}.",
+                     f"It is next to {place}.", f"{value} is nearby."],
         }  # fmt: skip
     raise ValueError(f"No wording for slot {slot!r}; slots other than name are {SLOTS[1:]}.")
 
@@ -412,6 +541,8 @@ def realize(mr: dict[str, str] | str, rng: random.Random | int | None = None) ->
             (f"If you are looking for {np_}{after}, try {name}.", False),
             (f"{_cap(np_)}{after}, {name} is worth a visit.", False),
             (f"Visit {name}, {np_}{after}.", False),
+            (f"For {np_}{after}, go to {name}.", False),
+            (f"Come to {name}, {np_}{after}.", False),
         ]
     else:
         openings += [

@@ -219,7 +219,13 @@ def setup_notebook(renderer: str | None = None) -> str:
     bundle (several MB) in the notebook ("notebook"), load it from a CDN and go blank offline
     ("notebook_connected", "iframe_connected"), or write files next to the notebook ("iframe").
     Colab has no such extension and renders HTML itself, so it needs "colab".
+
+    It also lets pandas show table cells in full (`display.max_colwidth`): the lab's tables
+    hold generated texts, and a text cut at 50 characters cannot be read.
     """
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)
     if renderer is None:
         renderer = os.environ.get("PLOTLY_RENDERER") or (
             "colab" if "google.colab" in sys.modules else "plotly_mimetype"
