@@ -26,16 +26,21 @@ def format_source(mr: str) -> str:
 
 class EncodedPairs(dict):
     """What `encode_for_training` returns: {"input_ids", "attention_mask", "labels"}, each
-    [N, T], plus `n_dropped`, the number of pairs left out for being longer than max_length.
+    [N, T], plus `n_dropped`, the number of pairs left out for being longer than max_length,
+    and `kept`, the index in the given pairs of each row (row i encodes pair `kept[i]`).
 
-    `n_dropped` is an attribute, not a key, so the object iterates, slices and moves to a device
-    like the plain dict of tensors it is (`iterate_batches`, `{k: v.to(device) for ...}`).
-    `dict(encoded)` and slices made by `iterate_batches` are plain dicts without the count.
+    Both are attributes, not keys, so the object iterates, slices and moves to a device like the
+    plain dict of tensors it is (`iterate_batches`, `{k: v.to(device) for ...}`).
+    `dict(encoded)` and slices made by `iterate_batches` are plain dicts without them.
     """
 
-    def __init__(self, tensors: dict[str, torch.Tensor], n_dropped: int = 0):
+    def __init__(
+        self, tensors: dict[str, torch.Tensor], n_dropped: int = 0, kept: list[int] | None = None
+    ):
         super().__init__(tensors)
         self.n_dropped = n_dropped  # pairs longer than max_length, left out (overflow="skip")
+        n_rows = len(tensors["input_ids"]) if "input_ids" in tensors else 0
+        self.kept = list(range(n_rows)) if kept is None else list(kept)  # pair index per row
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}: {list(v.shape)}" for k, v in self.items())
@@ -90,7 +95,8 @@ def encode_for_training(
 
     Returns:
         EncodedPairs: {"input_ids", "attention_mask", "labels"}, each [N, T] (long), N = pairs
-        kept, T = longest kept row; `.n_dropped` = pairs left out (0 unless overflow="skip").
+        kept, T = longest kept row; `.n_dropped` = pairs left out (0 unless overflow="skip"),
+        `.kept` = the index in `pairs` of each row.
     """
     if overflow not in ("error", "skip"):
         raise ValueError(f"overflow must be 'error' or 'skip', got {overflow!r}.")
@@ -112,13 +118,14 @@ def encode_for_training(
             )
     sources = _source_ids(tokenizer, [mr for mr, _ in pairs])
     targets = tokenizer([" " + ref for _, ref in pairs], add_special_tokens=False)["input_ids"]
-    rows, too_long = [], []
+    rows, kept, too_long = [], [], []
     for i, (src, tgt) in enumerate(zip(sources, targets, strict=True)):
         tgt = list(tgt) + [tokenizer.eos_token_id]
         if len(src) + len(tgt) > max_length:
             too_long.append((i, len(src), len(tgt)))
             continue
         rows.append((src, tgt))
+        kept.append(i)
     if too_long:
         need = max(s + t for _, s, t in too_long)
         i, s, t = max(too_long, key=lambda x: x[1] + x[2])
@@ -146,7 +153,7 @@ def encode_for_training(
         attention_mask[row, :n] = 1
         labels[row, n_src:n] = torch.tensor(tgt)
     tensors = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-    return EncodedPairs(tensors, n_dropped=len(too_long))
+    return EncodedPairs(tensors, n_dropped=len(too_long), kept=kept)
 
 
 def encode_for_generation(

@@ -2,16 +2,25 @@
 
 Generated texts are scored in one place, `score_texts` (BLEU against all references of each MR,
 plus slot errors from `prefixlab.e2e.slots`); `evaluate` generates, then calls it.
+
+Per table (one MR), for intervals over tables (`prefixlab.stats`): `table_scores` gives each
+text's slot errors and BLEU n-gram counts (`bleu_statistics`; `bleu_from_statistics` turns
+summed counts back into corpus BLEU), and `table_gain(..., per_table=True)` each table's
+summed losses after the right and the wrong MR.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
+from prefixlab._validate import require_bool
 from prefixlab.adapted import check_generation_budget
 from prefixlab.batching import encode_for_generation, encode_for_training, iterate_batches
+from prefixlab.e2e.mr import parse_mr
 
 # Re-exported: notebooks and tests call prefixlab.evaluate.slot_error_rate and friends.
 from prefixlab.e2e.slots import family_polarity as family_polarity
@@ -54,6 +63,81 @@ def corpus_bleu(
     return float(sacrebleu.corpus_bleu(hypotheses, streams, lowercase=lowercase).score)
 
 
+BLEU_ORDER = 4  # n-grams up to 4, as sacrebleu's default BLEU
+# The columns of `bleu_statistics`: lengths, matched n-grams, n-grams in the hypothesis.
+BLEU_STATISTICS = (
+    "hyp_len", "ref_len",
+    *(f"matches_{n}" for n in range(1, BLEU_ORDER + 1)),
+    *(f"totals_{n}" for n in range(1, BLEU_ORDER + 1)),
+)  # fmt: skip
+
+
+def bleu_statistics(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], *, lowercase: bool = False
+) -> np.ndarray:
+    """Each hypothesis's BLEU sufficient statistics: the counts corpus BLEU sums over segments.
+
+    Summed over any set of hypotheses, they give that set's corpus BLEU through
+    `bleu_from_statistics` (equal to `corpus_bleu` on the same set), so BLEU can be
+    bootstrapped over tables (`prefixlab.stats.bootstrap(stats, bleu_from_statistics)`).
+
+    Args:
+        hypotheses, references: as `corpus_bleu` (N texts, N lists of references).
+    Returns:
+        int64 array [N, 10]: columns `BLEU_STATISTICS` (hypothesis length, closest reference
+        length, matched 1..4-grams, hypothesis 1..4-grams), 13a tokenization.
+    """
+    from sacrebleu.metrics import BLEU
+
+    corpus_bleu(hypotheses, references, lowercase=lowercase)  # same checks, same messages
+    scorer = BLEU(lowercase=lowercase)
+    rows = []
+    for hyp, refs in zip(hypotheses, references, strict=True):
+        score = scorer.corpus_score([hyp], [[r] for r in refs])
+        rows.append([score.sys_len, score.ref_len, *score.counts, *score.totals])
+    return np.asarray(rows, dtype=np.int64).reshape(len(rows), len(BLEU_STATISTICS))
+
+
+def bleu_from_statistics(sums) -> np.ndarray:
+    """Corpus BLEU (0-100) from summed `bleu_statistics`, vectorized over leading axes.
+
+    The formula of sacrebleu's default BLEU: brevity penalty times the geometric mean of the
+    four n-gram precisions, an order with no match smoothed to 1 / (2^k * n-grams) (the k-th
+    such order, "exp" smoothing); no match at all, or an order with no n-grams, gives 0.
+
+    Args:
+        sums: [..., 10] summed statistics (columns `BLEU_STATISTICS`).
+    Returns:
+        [...] BLEU values.
+    """
+    s = np.asarray(sums, dtype=float)
+    if s.shape[-1:] != (len(BLEU_STATISTICS),):
+        raise ValueError(
+            f"sums must end in the {len(BLEU_STATISTICS)} columns of bleu_statistics, got shape "
+            f"{s.shape}."
+        )
+    hyp_len, ref_len = s[..., 0], s[..., 1]
+    matches, totals = s[..., 2 : 2 + BLEU_ORDER], s[..., 2 + BLEU_ORDER :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        penalty = np.where(
+            hyp_len < ref_len, np.where(hyp_len > 0, np.exp(1 - ref_len / hyp_len), 0.0), 1.0
+        )
+        smooth = np.ones_like(hyp_len)
+        log_precision = np.zeros_like(hyp_len)
+        for n in range(BLEU_ORDER):
+            none_matched = matches[..., n] == 0
+            smooth = np.where(none_matched, smooth * 2, smooth)
+            precision = np.where(
+                none_matched,
+                100.0 / (smooth * totals[..., n]),
+                100.0 * matches[..., n] / totals[..., n],
+            )
+            log_precision = log_precision + np.log(precision)
+        bleu = penalty * np.exp(log_precision / BLEU_ORDER)
+    empty = (matches.sum(axis=-1) == 0) | (totals == 0).any(axis=-1)
+    return np.where(empty, 0.0, bleu)
+
+
 # -- scoring generated texts ------------------------------------------------------------------
 
 
@@ -73,6 +157,12 @@ def score_texts(
         {"bleu" (0-100), "slot_error_rate", "missing", "contradicted", "added", "slots",
         "texts_with_errors"}: the slot counts are corpus totals (`slot_error_rate`).
     """
+    mrs, texts, ref_lists = _scoring_inputs(mrs, texts, references)
+    return {"bleu": corpus_bleu(texts, ref_lists), **slot_error_rate(mrs, texts)}
+
+
+def _scoring_inputs(mrs, texts, references) -> tuple[list, list, list]:
+    """(mrs, texts, one reference list per MR), checked as `score_texts` documents."""
     if isinstance(mrs, str) or isinstance(texts, str):
         raise TypeError("mrs and texts must be lists of strings; wrap a single one in a list.")
     mrs, texts = list(mrs), list(texts)
@@ -102,7 +192,32 @@ def score_texts(
         raise TypeError(
             "Each MR needs a list of references, got a single string; wrap it: [reference]."
         )
-    return {"bleu": corpus_bleu(texts, ref_lists), **slot_error_rate(mrs, texts)}
+    return mrs, texts, ref_lists
+
+
+def table_scores(
+    mrs: Sequence[str],
+    texts: Sequence[str],
+    references: Mapping[str, Sequence[str]] | Sequence[Sequence[str]],
+) -> list[dict]:
+    """`score_texts` table by table: what each text gets wrong and its BLEU counts.
+
+    Args:
+        mrs, texts, references: as `score_texts`.
+    Returns:
+        N dicts {"missing", "contradicted", "added" (slot names, `slot_errors`), "slots"
+        (slots in the MR), "bleu_stats" (the row of `bleu_statistics`, 10 ints)}. Summed over
+        tables, (missing + contradicted) / slots is `score_texts`'s slot error rate and
+        `bleu_from_statistics` of the summed counts its BLEU.
+    """
+    mrs, texts, ref_lists = _scoring_inputs(mrs, texts, references)
+    counts = bleu_statistics(texts, ref_lists)
+    out = []
+    for mr, text, row in zip(mrs, texts, counts, strict=True):
+        parsed = parse_mr(mr) if isinstance(mr, str) else dict(mr)
+        errors = slot_errors(parsed, text)
+        out.append({**errors, "slots": len(parsed), "bleu_stats": [int(x) for x in row]})
+    return out
 
 
 # -- loss and generation -----------------------------------------------------------------------
@@ -158,6 +273,54 @@ def validation_loss(
     return total / count
 
 
+@torch.no_grad()
+def row_losses(
+    adapted,
+    encoded: Mapping[str, torch.Tensor],
+    batch_size: int = 16,
+    max_batches: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`validation_loss` row by row: each row's summed cross-entropy and its scored tokens.
+
+    The same batches as `validation_loss` (the first `max_batches`, in row order), so
+    `sums.sum() / tokens.sum()` is its value up to float rounding.
+
+    Returns:
+        (sums, tokens): float64 [n] (nats) and int64 [n], one entry per evaluated row (the
+        first n rows of `encoded`: all of them, or those of the first `max_batches` batches).
+    """
+    _check_encoded(encoded, ("input_ids", "attention_mask", "labels"))
+    device = _device_of(adapted)
+    sums, tokens = [], []
+    for batch in _first_batches(encoded, batch_size, max_batches):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = adapted(batch["input_ids"], batch["attention_mask"]).logits  # [B, T, V]
+        targets = batch["labels"][:, 1:]  # [B, T-1]: position t predicts token t + 1
+        losses = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), targets.reshape(-1), ignore_index=-100,
+            reduction="none",
+        ).view(targets.shape)  # fmt: skip
+        sums.append(losses.sum(dim=1).double().cpu())
+        tokens.append((targets != -100).sum(dim=1).cpu())
+    if not sums:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    return torch.cat(sums).numpy(), torch.cat(tokens).numpy().astype(np.int64)
+
+
+def _losses_by_table(adapted, tokenizer, pairs, tables, *, max_length, batch_size, max_batches,
+                     overflow) -> dict[str, list[float]]:  # fmt: skip
+    """{table: [summed loss, scored tokens]} over the rows evaluated; `tables[i]` names the
+    table pair i belongs to (its reference's own MR, also when it is read after another)."""
+    encoded = encode_for_training(tokenizer, pairs, max_length, overflow=overflow)
+    sums, tokens = row_losses(adapted, encoded, batch_size, max_batches)
+    out: dict[str, list[float]] = {}
+    for row, (loss, n) in enumerate(zip(sums, tokens, strict=True)):
+        entry = out.setdefault(tables[encoded.kept[row]], [0.0, 0])
+        entry[0] += float(loss)
+        entry[1] += int(n)
+    return out
+
+
 def mismatched_pairs(pairs: Sequence[tuple[str, str]], shift: int = 1) -> list[tuple[str, str]]:
     """Each reference given the MR of another group: the distinct MRs, in first-seen order,
     are rotated by `shift`, so every reference keeps its place but describes another table."""
@@ -182,7 +345,8 @@ def table_gain(
     max_batches: int | None = None,
     overflow: str = "error",
     right_loss: float | None = None,
-) -> dict[str, float]:
+    per_table: bool = False,
+) -> dict:
     """How much a model reads the table: validation loss with the wrong MR minus with the right.
 
     Each reference is scored twice, after its own MR and after another one
@@ -194,8 +358,33 @@ def table_gain(
     `max_length` and `overflow` go to `encode_for_training`. `right_loss`: the loss after the
     right MRs when it was already measured on these pairs and batches (a run's final
     validation loss); measured here when None.
+
+    per_table: also return "per_table", one dict per table (MR, first-seen order) that has an
+    evaluated reference: {"mr", "right": [summed loss, tokens], "wrong": [summed loss,
+    tokens]}, both for that table's references (read after their own MR, then after another).
+    Both losses are then measured row by row (`row_losses`), so `right_loss` must be None.
     """
+    require_bool("per_table", per_table)
     pairs = list(pairs)
+    if per_table:
+        if right_loss is not None:
+            raise ValueError(
+                "per_table=True measures the right-MR loss row by row; leave right_loss=None."
+            )
+        options = dict(max_length=max_length, batch_size=batch_size, max_batches=max_batches,
+                       overflow=overflow)  # fmt: skip
+        own = [mr for mr, _ in pairs]
+        right = _losses_by_table(adapted, tokenizer, pairs, own, **options)
+        wrong = _losses_by_table(adapted, tokenizer, mismatched_pairs(pairs), own, **options)
+        tables = [mr for mr in dict.fromkeys(own) if mr in right or mr in wrong]
+        per = [
+            {"mr": mr, "right": right.get(mr, [0.0, 0]), "wrong": wrong.get(mr, [0.0, 0])}
+            for mr in tables
+        ]
+        loss_right = sum(t["right"][0] for t in per) / max(1, sum(t["right"][1] for t in per))
+        loss_wrong = sum(t["wrong"][0] for t in per) / max(1, sum(t["wrong"][1] for t in per))
+        return {"loss_right_mr": loss_right, "loss_wrong_mr": loss_wrong,
+                "table_gain": loss_wrong - loss_right, "per_table": per}  # fmt: skip
 
     def loss(rows):
         encoded = encode_for_training(tokenizer, rows, max_length, overflow=overflow)

@@ -4,7 +4,8 @@
   AdaptedModel for the method: prefix, prompt, LoRA, full fine-tuning or nothing.
 - `run_experiment(config)`: build, `prefixlab.train.train`, then generate for held-out MRs and
   score them (BLEU, slot errors, table gain). Results are cached on disk
-  (`prefixlab.run_cache`), so re-running a notebook cell is instant.
+  (`prefixlab.run_cache`), so re-running a notebook cell is instant. The History keeps the
+  scores table by table (`generations`, `table_losses`) for intervals over tables.
 - `run_grid(base, method=[...], seed=[...], ...)`: the product of the given values as a tidy
   pandas table (one row per run) plus each run's History; `lr_sweep` runs the MLP study and
   summarises it with `prefixlab.stability.stability_summary`.
@@ -28,7 +29,13 @@ from prefixlab.adapted import AdaptedModel
 from prefixlab.batching import encode_for_training
 from prefixlab.config import RunConfig, active_preset
 from prefixlab.e2e import load_e2e
-from prefixlab.evaluate import generate_texts, score_texts, table_gain, validation_loss
+from prefixlab.evaluate import (
+    generate_texts,
+    score_texts,
+    table_gain,
+    table_scores,
+    validation_loss,
+)
 from prefixlab.loading import load_model
 from prefixlab.lora import add_lora
 from prefixlab.methods import method
@@ -228,7 +235,9 @@ def _run(config: RunConfig, *, progress: bool):
     row["dropped_train_pairs"] = getattr(train_enc, "n_dropped", 0)  # longer than max_length
     row["dropped_val_pairs"] = getattr(val_enc, "n_dropped", 0)
     if history.stopped_reason in ("completed", "stopped", "diverged"):  # finite weights
-        row.update(_table_gain(config, adapted, tokenizer, history.final_val_loss))
+        gain = _table_gain(config, adapted, tokenizer)
+        history.table_losses = gain.pop("per_table")
+        row.update(gain)
     if config.eval_mrs and history.stopped_reason != "interrupted":
         try:
             scores = _generation_scores(config, adapted, tokenizer, history)
@@ -241,9 +250,9 @@ def _run(config: RunConfig, *, progress: bool):
     return row, history, adapted
 
 
-def _table_gain(config: RunConfig, adapted, tokenizer, right_loss: float) -> dict:
-    """`table_gain` on the validation pairs the run validates on (the same batches); the
-    right-MR loss is the run's final validation loss, already measured on the final weights."""
+def _table_gain(config: RunConfig, adapted, tokenizer) -> dict:
+    """`table_gain` on the validation pairs the run validates on (the same batches), table by
+    table; its right-MR loss is the run's final validation loss up to float rounding."""
     t = config.train
     pairs = _dataset(config, "validation", config.n_val_mrs, "n_val_mrs").pairs
     with warnings.catch_warnings():
@@ -251,7 +260,7 @@ def _table_gain(config: RunConfig, adapted, tokenizer, right_loss: float) -> dic
         return table_gain(
             adapted, tokenizer, pairs, max_length=t.max_length,
             batch_size=t.eval_batch_size or t.batch_size, max_batches=t.eval_batches,
-            overflow="skip", right_loss=right_loss,
+            overflow="skip", per_table=True,
         )  # fmt: skip
 
 
@@ -263,7 +272,11 @@ def _generation_scores(config, adapted, tokenizer, history: History) -> dict:
         max_new_tokens=config.max_new_tokens, batch_size=config.train.eval_batch_size
         or config.train.batch_size, max_length=config.train.max_length,
     )  # fmt: skip
-    history.generations = [{"mr": mr, "text": text} for mr, text in zip(mrs, texts, strict=True)]
+    per_table = table_scores(mrs, texts, references)
+    history.generations = [
+        {"mr": mr, "text": text, **scores}
+        for mr, text, scores in zip(mrs, texts, per_table, strict=True)
+    ]
     scores = score_texts(mrs, texts, references)
     return {
         "bleu": scores["bleu"],

@@ -72,7 +72,12 @@ class History:
     stopped_reason: str = "completed"  # completed, nan, diverged, interrupted or stopped
     message: str = ""  # why training stopped early or diverged, in words
     diverged_at: int | None = None  # step from which the loss stayed too high (see above)
-    generations: list[dict] = field(default_factory=list)  # [{"mr", "text"}] after training
+    # After training, one dict per held-out table: {"mr", "text"} and the table's scores
+    # (`evaluate.table_scores`: "missing", "contradicted", "added", "slots", "bleu_stats").
+    generations: list[dict] = field(default_factory=list)
+    # One dict per validation table: {"mr", "right", "wrong"}, each [summed loss, tokens]
+    # (`evaluate.table_gain(per_table=True)`): validation loss and table gain per table.
+    table_losses: list[dict] = field(default_factory=list)
     config: dict = field(default_factory=dict)  # the TrainConfig (and RunConfig) used
 
     def __len__(self) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
 import pytest
 import torch
 from tiny_models import char_tokenizer
@@ -318,3 +320,69 @@ def test_table_gain_is_wrong_minus_right():
     out = table_gain(AdaptedModel(model), tokenizer, pairs, batch_size=4)
     assert out["table_gain"] == pytest.approx(out["loss_wrong_mr"] - out["loss_right_mr"])
     assert 0 < out["loss_right_mr"] < 10 and 0 < out["loss_wrong_mr"] < 10
+
+
+# -- per-table statistics ---------------------------------------------------------------------
+
+
+def test_bleu_statistics_sum_to_corpus_bleu_on_any_subset():
+    from prefixlab.evaluate import BLEU_STATISTICS, bleu_from_statistics, bleu_statistics
+
+    grouped = synthetic_e2e("validation", n_mrs=12, refs_per_mr=3).grouped()
+    refs = list(grouped.values())
+    # partial copies of a reference, a text with no match, one with no 4-gram
+    hyps = [r[0].split(".")[0] for r in refs[:9]] + ["zzz qqq", "a b", refs[11][1]]
+    stats = bleu_statistics(hyps, refs)
+    assert stats.shape == (12, len(BLEU_STATISTICS)) and stats.dtype.kind == "i"
+    for rows in (range(12), [0], [3, 9], [9, 10], range(0, 12, 4)):
+        rows = list(rows)
+        expected = corpus_bleu([hyps[i] for i in rows], [refs[i] for i in rows])
+        assert float(bleu_from_statistics(stats[rows].sum(0))) == pytest.approx(expected, abs=1e-9)
+    # vectorized over leading axes: [2, 10] sums -> 2 values
+    both = bleu_from_statistics(np.stack([stats[:6].sum(0), stats[6:].sum(0)]))
+    assert both.shape == (2,) and both[0] != both[1]
+    with pytest.raises(ValueError, match="10 columns"):
+        bleu_from_statistics(np.zeros(4))
+
+
+def test_table_scores_add_up_to_score_texts():
+    from prefixlab.evaluate import table_scores
+
+    data = synthetic_e2e("validation", n_mrs=5, refs_per_mr=2)
+    grouped = data.grouped()
+    mrs = list(grouped)
+    texts = [grouped[mr][0] for mr in mrs[:3]] + ["A place.", "Nothing here."]
+    per = table_scores(mrs, texts, grouped)
+    total = score_texts(mrs, texts, grouped)
+    errors = sum(len(t["missing"]) + len(t["contradicted"]) for t in per)
+    assert errors / sum(t["slots"] for t in per) == pytest.approx(total["slot_error_rate"])
+    assert errors > 0 and all(len(t["bleu_stats"]) == 10 for t in per)
+
+
+def test_table_gain_per_table_adds_up(tiny_model):
+    from prefixlab.evaluate import row_losses, table_gain
+
+    tokenizer = char_tokenizer()
+    adapted = AdaptedModel(tiny_model)
+    pairs = [("name[Aa], food[Thai]", "Aa serves Thai."), ("name[Aa], food[Thai]", "Thai at Aa."),
+             ("name[Bb], area[riverside]", "Bb is by the river."),
+             ("name[Cc], near[Dd]", "Cc, near Dd, " + "very " * 12 + "long.")]  # fmt: skip
+    with pytest.warns(UserWarning, match="1 of 4 pairs are longer"):
+        encoded = encode_for_training(tokenizer, pairs, 60, overflow="skip")
+    assert encoded.kept == [0, 1, 2] and encoded.n_dropped == 1
+    sums, tokens = row_losses(adapted, encoded, batch_size=2)
+    assert sums.shape == tokens.shape == (3,)
+    assert sums.sum() / tokens.sum() == pytest.approx(validation_loss(adapted, encoded, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = table_gain(adapted, tokenizer, pairs, max_length=60, batch_size=2,
+                         overflow="skip", per_table=True)  # fmt: skip
+    per = out["per_table"]
+    assert [t["mr"] for t in per] == ["name[Aa], food[Thai]", "name[Bb], area[riverside]"]
+    right = np.array([t["right"] for t in per]).sum(0)
+    wrong = np.array([t["wrong"] for t in per]).sum(0)
+    assert right[0] / right[1] == pytest.approx(out["loss_right_mr"])
+    assert wrong[0] / wrong[1] - right[0] / right[1] == pytest.approx(out["table_gain"])
+    assert right[1] == wrong[1] == tokens.sum()  # the same target tokens, read twice
+    with pytest.raises(ValueError, match="leave right_loss=None"):
+        table_gain(adapted, tokenizer, pairs[:3], max_length=60, right_loss=1.0, per_table=True)

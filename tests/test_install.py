@@ -71,7 +71,7 @@ def test_lab_and_test_extras_pull_no_cuda_packages(tmp_path):
     # repository (setuptools builds in the source folder).
     project = tmp_path / "project"
     packages = ("prefixlab/__init__.py", "prefixlab/_version.py", "prefixlab/e2e/__init__.py",
-                "prefixlab/plotting/__init__.py")  # fmt: skip
+                "prefixlab/plotting/__init__.py", "prefixlab/studies/__init__.py")  # fmt: skip
     for name in ("pyproject.toml", "README.md", *packages, "data/README.md"):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, project / name)

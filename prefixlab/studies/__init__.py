@@ -1,0 +1,51 @@
+"""Studies: named grids run under the lab's measurement protocol (issue #17), their committed
+results, and the verdicts computed from them.
+
+- `definition`: `Study` (arms, learning-rate grid per arm, seeds, evaluation tables, axes)
+  and `Arm`; the grid rule "a best rate on the edge adds one rate beyond it".
+- `registry`: the studies by name (`get_study`, `study_names`); `prefix_vs_prompt` so far.
+- `protocol`: `run_study`: stage 1 tunes each arm's rate on validation loss, stage 2 runs the
+  seeds at the best rate and generates for the evaluation tables.
+- `results`: the files (`results/<name>.csv`, `.json` with provenance, `.tables.npz` with
+  per-table statistics), `read_results`.
+- `analysis`: `verdict_table` (estimates with intervals, paired differences with verdicts)
+  and `sweep_table` (the learning-rate sweep).
+- `live`: `live_slice`, one committed run retrained and compared.
+
+Command line: `python -m prefixlab.studies list | run <name> | show <name>`.
+"""
+
+from prefixlab.studies.analysis import METRICS, sweep_table, verdict_table
+from prefixlab.studies.definition import Arm, Study
+from prefixlab.studies.live import live_slice
+from prefixlab.studies.protocol import run_study
+from prefixlab.studies.registry import get_study, register, study_names
+from prefixlab.studies.results import (
+    CSV_COLUMNS,
+    PROVENANCE_KEYS,
+    StudyResults,
+    read_results,
+    result_paths,
+    results_dir,
+    table_statistics,
+)
+
+__all__ = [
+    "CSV_COLUMNS",
+    "METRICS",
+    "PROVENANCE_KEYS",
+    "Arm",
+    "Study",
+    "StudyResults",
+    "get_study",
+    "live_slice",
+    "read_results",
+    "register",
+    "result_paths",
+    "results_dir",
+    "run_study",
+    "study_names",
+    "sweep_table",
+    "table_statistics",
+    "verdict_table",
+]

@@ -1,0 +1,3 @@
+from prefixlab.studies.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,111 @@
+"""Command line of the studies:
+
+    python -m prefixlab.studies list
+    python -m prefixlab.studies run prefix_vs_prompt [--preset cpu|fast|gpu] [--out results/]
+                                    [--no-cache] [--threads 1] [--quiet]
+    python -m prefixlab.studies show prefix_vs_prompt [--results results/]
+
+`run` writes results/<name>.csv, .json and .tables.npz; `show` prints the verdict table of the
+committed files.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from prefixlab.config import PRESETS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m prefixlab.studies",
+        description="Named studies under the measurement protocol: run them, list them, show "
+        "their verdicts.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("list", help="the registered studies, one line each")
+    run = sub.add_parser("run", help="run a study and write its results files")
+    run.add_argument("name", help="a registered study (see `list`)")
+    run.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} "
+                     "(default: the study's own)")  # fmt: skip
+    run.add_argument("--out", default=None, help="folder for the files (default: results/)")
+    run.add_argument("--no-cache", action="store_true", help="retrain every run (honest timing)")
+    run.add_argument("--threads", default="1", help="torch threads (default 1)")
+    run.add_argument("--quiet", action="store_true", help="no line per run")
+    show = sub.add_parser("show", help="print the verdict table of a study's committed results")
+    show.add_argument("name", help="a registered study (see `list`)")
+    show.add_argument("--results", default=None, help="folder of the files (default: results/)")
+    return parser
+
+
+def _folder(parser, option: str, value):
+    """A folder path from the command line (None = the default); a file there is an error."""
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not str(value).strip() or path.is_file():
+        parser.error(f"{option} must be a folder, got {value!r}.")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from prefixlab.studies.registry import STUDIES, get_study
+
+    if args.command == "list":
+        for study in STUDIES.values():
+            problems = study.protocol_problems()
+            note = f"  [below the protocol: {'; '.join(problems)}]" if problems else ""
+            print(f"{study.name}: {study.description}{note}")
+        return 0
+    try:
+        study = get_study(args.name)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.command == "show":
+        import pandas as pd
+
+        from prefixlab.studies.analysis import verdict_table
+
+        try:
+            table = verdict_table(study, _folder(parser, "--results", args.results))
+        except FileNotFoundError as err:
+            parser.error(str(err))
+        with pd.option_context("display.width", 200, "display.max_columns", 30,
+                               "display.max_rows", 500):  # fmt: skip
+            print(
+                table.drop(columns="interval").to_string(index=False, float_format="{:.4g}".format)
+            )
+        return 0
+    # run
+    if args.preset is not None and args.preset not in PRESETS:
+        parser.error(f"--preset must be one of {', '.join(PRESETS)}, got {args.preset!r}.")
+    try:
+        threads = int(args.threads)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        parser.error(f"--threads must be an int >= 1, got {args.threads!r}.")
+    out = _folder(parser, "--out", args.out)
+    import torch
+
+    from prefixlab.studies.protocol import check_eval_tables, run_study
+
+    try:
+        check_eval_tables(study, study.base_config(args.preset))
+    except ValueError as err:
+        parser.error(str(err))
+    torch.set_num_threads(threads)
+    results = run_study(study, preset=args.preset, out=out, cache=not args.no_cache,
+                        progress=not args.quiet)  # fmt: skip
+    info = results.provenance
+    print(
+        f"{study.name}: {info['runs']} runs ({info['cached_runs']} from the cache) in "
+        f"{info['wall_seconds']:.0f} s; wrote {', '.join(str(p) for p in results.paths.values())}"
+    )
+    return 0

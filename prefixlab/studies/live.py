@@ -1,0 +1,104 @@
+"""The live slice: rerun one committed run of a study and say whether it still comes out the
+same, so a notebook that reads committed results also shows they can be reproduced.
+
+    live_slice("prefix_vs_prompt", arm="prefix", seed=0)
+    # 'live slice matches the committed rows (prefix at lr 0.03, seed 0: val loss 1.234 vs
+    #  1.234, tolerance 0.01)'
+
+The slice retrains the stage-2 run with the committed study definition, preset and rate, but
+without generation (the validation loss is measured before generation, so it does not change).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from prefixlab._validate import require_bool, require_int, require_number
+from prefixlab.runs import run_experiment
+from prefixlab.studies.results import StudyResults, read_results
+
+TOLERANCE = 0.01  # nats per token: float and BLAS differences between machines stay far below
+
+
+def _committed_row(results: StudyResults, arm: str, seed: int, point: Mapping):
+    rows = results.stage("seeds")
+    rows = rows[(rows["arm"] == arm) & (rows["seed"] == seed)]
+    for name, value in point.items():
+        rows = rows[rows[name].astype(str) == str(value)]
+    if len(rows) != 1:
+        have = results.stage("seeds")[["arm", "seed", *results.study.axes]]
+        listing = "; ".join(
+            " ".join(f"{k}={v}" for k, v in r.items()) for r in have.to_dict("records")
+        )
+        raise ValueError(
+            f"No single committed stage-2 run for arm={arm!r}, seed={seed}"
+            f"{', ' + str(dict(point)) if point else ''} (found {len(rows)}). Committed: "
+            f"{listing or 'none'}."
+        )
+    return rows.iloc[0]
+
+
+def live_slice(
+    study,
+    *,
+    arm: str | None = None,
+    seed: int | None = None,
+    point: Mapping | None = None,
+    folder=None,
+    tolerance: float = TOLERANCE,
+    cache: bool = False,
+    progress: bool = False,
+) -> str:
+    """Rerun one committed stage-2 run and compare its final validation loss to the CSV row.
+
+    Args:
+        study: a study name or Study, or StudyResults already read.
+        arm: the arm's label (default: the study's first arm).
+        seed: the seed (default: the study's first seed).
+        point: the axis values ({} or None without axes; e.g. {"model": "tiny"}).
+        folder: where the committed files are (default `results.results_dir()`).
+        tolerance: largest |live - committed| validation loss that still matches (nats/token).
+        cache: allow the run cache (False retrains, which is what "live" means).
+    Returns:
+        One line: "live slice matches the committed rows (...)" or "live slice does NOT
+        match the committed rows (...)", with both values and the tolerance.
+    """
+    results = study if isinstance(study, StudyResults) else read_results(study, folder)
+    definition = results.study
+    arm = definition.arms[0].label if arm is None else arm
+    definition.arm(arm)  # a known label, or a ValueError naming them
+    seed = definition.seeds[0] if seed is None else seed
+    require_int("seed", seed, low=0)
+    point = {} if point is None else dict(point)
+    if set(point) != set(definition.axes):
+        raise ValueError(
+            f"point must give a value for each axis of the study {tuple(definition.axes)}, "
+            f"got {point}."
+        )
+    require_number("tolerance", tolerance, above=0, hint="Try 0.01.")
+    require_bool("cache", cache)
+    require_bool("progress", progress)
+    row = _committed_row(results, arm, seed, point)
+    lr = None if math.isnan(row["lr"]) else float(row["lr"])
+    base = definition.base_config(results.provenance["preset"])
+    config = definition.run_config(base, arm, point, lr=lr, seed=seed, evaluate=False)
+    live, _, _ = run_experiment(config, cache=cache, progress=progress,
+                                return_model=False)  # fmt: skip
+    committed = float(row["final_val_loss"])
+    value = float(live["final_val_loss"])
+    same = (
+        math.isfinite(value)
+        and abs(value - committed) <= tolerance
+        and int(live["steps_done"]) == int(row["steps_done"])
+    )
+    where = " ".join(f"{k}={v}" for k, v in point.items())
+    what = (
+        f"{where + ' ' if where else ''}{arm}"
+        + (f" at lr {lr:g}" if lr is not None else "")
+        + f", seed {seed}: val loss {value:.3f} vs {committed:.3f}, tolerance {tolerance:g}"
+    )
+    if int(live["steps_done"]) != int(row["steps_done"]):
+        what += f"; steps {live['steps_done']} vs {int(row['steps_done'])}"
+    verdict = "matches" if same else "does NOT match"
+    return f"live slice {verdict} the committed rows ({what})"

@@ -1,0 +1,253 @@
+"""Running a study: stage 1 tunes each arm's learning rate, stage 2 runs seeds at the best rate.
+
+    run_study("prefix_vs_prompt")             # or python -m prefixlab.studies run ...
+
+For every axis point and arm:
+
+1. **tune**: train at every rate of the arm's grid (`Study.lr_grid`), one run per tuning seed,
+   without generation; the best rate has the lowest mean final validation loss (a run that
+   stopped on NaN counts as infinitely bad). A best rate on an edge of the grid adds one rate
+   beyond that edge and the choice is made again (`Study.extension`, at most
+   `max_extensions` times).
+2. **seeds**: train every seed at the best rate and generate for `n_eval_tables` held-out
+   tables of `eval_split`; their per-table statistics (`results.table_statistics`) go to the
+   tables file.
+
+Runs go through `runs.run_experiment`, so they are cached: an interrupted study resumes where
+it stopped. The files are written only when every run finished (`results.write_results`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+import pandas as pd
+
+from prefixlab._validate import require_bool, require_choice
+from prefixlab.config import PRESETS, RunConfig
+from prefixlab.e2e import load_e2e
+from prefixlab.runs import run_experiment
+from prefixlab.studies.definition import Arm, Study
+from prefixlab.studies.registry import get_study
+from prefixlab.studies.results import (
+    CSV_COLUMNS,
+    StudyResults,
+    load_average,
+    provenance,
+    read_results,
+    table_statistics,
+    tables_digest,
+    write_results,
+)
+
+_TRAIN_MRS: dict = {}  # data source -> number of training MRs
+
+
+def _n_train_mrs(config: RunConfig) -> int:
+    """The training MRs a run used (n_train_mrs, or every MR of the train split)."""
+    if config.n_train_mrs is not None:
+        return config.n_train_mrs
+    if config.data not in _TRAIN_MRS:
+        _TRAIN_MRS[config.data] = len(load_e2e(config.data, "train").mrs)
+    return _TRAIN_MRS[config.data]
+
+
+def check_eval_tables(study: Study, base: RunConfig) -> None:
+    """Fail before any training when an eval split holds fewer MRs than `n_eval_tables`."""
+    for point in study.points():
+        config = base.with_(**point)
+        held = len(load_e2e(config.data, study.eval_split).mrs)
+        if held < study.n_eval_tables:
+            raise ValueError(
+                f"Study {study.name!r} asks for {study.n_eval_tables} eval tables, but the "
+                f"{study.eval_split} split of {config.data!r} holds {held} MRs; lower "
+                "n_eval_tables or use a larger split."
+            )
+
+
+def _last_val_drop(history) -> float:
+    """How much the validation loss fell between the last two validations (> 0: still falling;
+    near 0: the budget reached a plateau)."""
+    v = history.val_loss
+    return v[-2] - v[-1] if len(v) >= 2 else math.nan
+
+
+def _record(stage: str, arm: Arm, point: Mapping, config: RunConfig, row: dict,
+            history, *, chosen: bool) -> dict:  # fmt: skip
+    """One CSV row (`results.CSV_COLUMNS` plus the axis columns)."""
+    record = {
+        "stage": stage,
+        "arm": arm.label,
+        "method": config.method,
+        "lr": None if config.method == "none" else row.get("lr"),  # nothing trains
+        "seed": config.train.seed,
+        "steps": config.train.steps,
+        "steps_done": row["steps_done"],
+        "prefix_length": row.get("prefix_length"),
+        "n_train_mrs": _n_train_mrs(config),
+        "final_val_loss": row["final_val_loss"],
+        "best_val_loss": row["best_val_loss"],
+        "last_val_drop": _last_val_drop(history),
+        "bleu": row.get("bleu", math.nan),
+        "slot_error_rate": row.get("slot_error_rate", math.nan),
+        "table_gain": row.get("table_gain", math.nan),
+        "loss_right_mr": row.get("loss_right_mr", math.nan),
+        "loss_wrong_mr": row.get("loss_wrong_mr", math.nan),
+        "n_eval_tables": len(history.generations),
+        "n_val_tables": len(history.table_losses),
+        "eval_split": config.eval_split if history.generations else "",
+        "chosen": chosen,
+        "stopped_reason": row["stopped_reason"],
+        "diverged": row["diverged"],
+        "trainable_params": row["trainable_params"],
+        "seconds": round(float(row["seconds"]), 2),
+        "cached": row["cached"],
+        "model": config.model,
+        "run_id": row["run_id"],
+        "eval_tables_digest": tables_digest([g["mr"] for g in history.generations]),
+        "val_tables_digest": tables_digest([t["mr"] for t in history.table_losses]),
+    }
+    for name, value in point.items():
+        record[name] = value
+    return record
+
+
+class _Runner:
+    """Runs one study's configs, keeping the rows, the per-table arrays and a log."""
+
+    def __init__(self, study: Study, base: RunConfig, *, cache: bool, progress: bool):
+        self.study, self.base, self.cache, self.progress = study, base, cache, progress
+        self.records: list[dict] = []
+        self.tables: dict = {}
+        self.grids: list[dict] = []
+
+    def log(self, message: str) -> None:
+        if self.progress:
+            print(message, file=sys.stderr, flush=True)
+
+    def run(self, stage, arm, point, *, lr, seed, chosen=False, keep_tables=False):
+        config = self.study.run_config(self.base, arm.label, point, lr=lr, seed=seed,
+                                       evaluate=stage == "seeds")  # fmt: skip
+        started = time.monotonic()
+        row, history, _ = run_experiment(config, cache=self.cache, progress=False,
+                                         return_model=False)  # fmt: skip
+        took = time.monotonic() - started
+        if history.stopped_reason == "interrupted":
+            raise KeyboardInterrupt(
+                f"Study {self.study.name!r} interrupted; finished runs are cached, so running "
+                "it again resumes."
+            )
+        record = _record(stage, arm, point, config, row, history, chosen=chosen)
+        self.records.append(record)
+        if keep_tables:
+            self.tables[row["run_id"]] = table_statistics(history)
+        where = " ".join(f"{k}={v}" for k, v in point.items())
+        self.log(
+            f"[{stage}] {where + ' ' if where else ''}{arm.label} lr={lr} seed={seed}: "
+            f"val {row['final_val_loss']:.4f}"
+            + (f", BLEU {row['bleu']:.1f}, slot errors {row['slot_error_rate']:.3f}"
+               if stage == "seeds" and not math.isnan(row.get("bleu", math.nan)) else "")
+            + (" (cached)" if row["cached"] else f" ({took:.0f} s)")
+        )  # fmt: skip
+        return record
+
+    def tune(self, arm: Arm, point: Mapping) -> float | None:
+        """Stage 1 for one arm at one point: the best rate (None when every rate failed)."""
+        study = self.study
+        grid = list(study.lr_grid(arm.label))
+        done: dict[float, list[dict]] = {}
+        extensions = 0
+        while True:
+            for lr in grid:
+                if lr not in done:
+                    done[lr] = [self.run("tune", arm, point, lr=lr, seed=s)
+                                for s in study.tuning_seeds]  # fmt: skip
+            scores = {lr: _mean_loss(records) for lr, records in done.items()}
+            best = min(scores, key=lambda lr: (scores[lr], lr))
+            if math.isinf(scores[best]):
+                best = None
+                break
+            extra = study.extension(grid, best, extensions)
+            if extra is None or extra in done:
+                break
+            grid.append(extra)
+            extensions += 1
+        for records in done.values():
+            for record in records:
+                record["chosen"] = record["lr"] == best
+        self.grids.append({**point, "arm": arm.label, "grid": sorted(grid), "best_lr": best,
+                           "extensions": extensions, "best_on_edge": best in (min(grid),
+                                                                              max(grid))})  # fmt: skip
+        return best
+
+    def seeds(self, arm: Arm, point: Mapping, best: float | None) -> None:
+        """Stage 2 for one arm at one point."""
+        seeds = self.study.seeds if arm.tuned else self.study.seeds[:1]  # "none": one run
+        for seed in seeds:
+            self.run("seeds", arm, point, lr=best, seed=seed, chosen=True, keep_tables=True)
+
+
+def _mean_loss(records: list[dict]) -> float:
+    losses = [r["final_val_loss"] for r in records]
+    if any(x is None or not math.isfinite(x) for x in losses):
+        return math.inf
+    return sum(losses) / len(losses)
+
+
+def run_study(
+    study,
+    *,
+    preset: str | None = None,
+    out=None,
+    cache: bool = True,
+    progress: bool = True,
+) -> StudyResults:
+    """Run both stages of a study and write its results files.
+
+    Args:
+        study: a registered name or a Study.
+        preset: "cpu", "fast" or "gpu" (default: the study's own); the JSON records it.
+        out: the folder for the files (default `results.results_dir()`).
+        cache: read and write the run cache (`prefixlab.run_cache`); the JSON counts the runs
+            read from it, since their time is not in wall_seconds.
+        progress: one line per run on stderr.
+    Returns:
+        The results as `read_results` reads them back from `out`.
+    """
+    study = get_study(study)
+    preset = study.preset if preset is None else preset
+    require_choice("preset", preset, tuple(PRESETS))
+    require_bool("cache", cache)
+    require_bool("progress", progress)
+    if out is not None and not isinstance(out, (str, os.PathLike)):
+        raise ValueError(f"out must be a folder path, got {out!r}.")
+    problems = study.protocol_problems()
+    start = time.monotonic()
+    load_start = load_average()
+    base = study.base_config(preset)
+    check_eval_tables(study, base)
+    runner = _Runner(study, base, cache=cache, progress=progress)
+    if problems:
+        runner.log(f"Study {study.name!r} is below the protocol: {'; '.join(problems)}.")
+    for point in study.points():
+        for arm in study.arms:
+            best = runner.tune(arm, point) if arm.tuned else None
+            if arm.tuned and best is None:
+                runner.log(f"{arm.label} {point}: every rate failed; no stage 2.")
+                continue
+            runner.seeds(arm, point, best)
+    axis_columns = [name for name in study.axes if name not in CSV_COLUMNS]
+    table = pd.DataFrame(runner.records, columns=[*CSV_COLUMNS, *axis_columns])
+    info = provenance(preset=preset, wall_seconds=time.monotonic() - start, load_start=load_start)
+    info.update(
+        runs=len(table),
+        cached_runs=int(table["cached"].sum()),
+        protocol_problems=problems,
+        grids=runner.grids,
+    )
+    write_results(study, table, runner.tables, info, out)
+    return read_results(study.name, out)

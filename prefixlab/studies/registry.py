@@ -1,0 +1,55 @@
+"""The studies the lab defines, by name: `get_study("prefix_vs_prompt")`, `study_names()`.
+
+A new study is one `register(Study(...))` call below; `python -m prefixlab.studies list`
+shows them all.
+"""
+
+from __future__ import annotations
+
+from prefixlab._validate import did_you_mean
+from prefixlab.studies.definition import Study
+
+STUDIES: dict[str, Study] = {}
+
+
+def register(study: Study) -> Study:
+    """Add `study` to the registry (its name must be new) and return it."""
+    if not isinstance(study, Study):
+        raise ValueError(f"register takes a Study, got {type(study).__name__}.")
+    if study.name in STUDIES:
+        raise ValueError(f"A study called {study.name!r} is already registered.")
+    STUDIES[study.name] = study
+    return study
+
+
+def study_names() -> tuple[str, ...]:
+    """The registered studies' names, in registration order."""
+    return tuple(STUDIES)
+
+
+def get_study(name) -> Study:
+    """The registered study called `name` (a Study passes through unchanged).
+
+    Raises:
+        ValueError: for an unknown name, naming the closest one and the known studies.
+    """
+    if isinstance(name, Study):
+        return name
+    if name not in STUDIES:
+        raise ValueError(
+            f"Unknown study {name!r}.{did_you_mean(name, STUDIES)} Known studies: "
+            f"{', '.join(STUDIES)}."
+        )
+    return STUDIES[name]
+
+
+register(
+    Study(
+        name="prefix_vs_prompt",
+        description="Prompt tuning, direct prefix tuning and prefix tuning through the MLP on "
+        "the embedded tiny model and the synthetic E2E data, each at its own tuned rate.",
+        arms=("prompt", "prefix", "prefix+mlp"),
+        preset="cpu",
+        pairs=(("prefix", "prompt"), ("prefix+mlp", "prompt"), ("prefix+mlp", "prefix")),
+    )
+)

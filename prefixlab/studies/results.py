@@ -1,0 +1,219 @@
+"""A study's committed results: where they live, what they hold, writing and reading them.
+
+Three files per study in `results_dir()` (the repository's results/ folder):
+
+- `<name>.csv`: one row per run (`CSV_COLUMNS`, plus one column per study axis);
+- `<name>.json`: provenance (commit, date, versions, preset, machine, wall_seconds,
+  load_average, ...), the study definition and each grid with its chosen rate;
+- `<name>.tables.npz`: per-table statistics of every stage-2 run, for intervals over tables:
+  `<run_id>.slots` [tables, 2] (slot errors, slots), `<run_id>.bleu` [tables, 10]
+  (`evaluate.bleu_statistics`), `<run_id>.losses` [validation tables, 4] (summed loss and
+  tokens after the right MR, then after the wrong one). No MR text is stored: the CSV keeps
+  a digest of each run's table list, so runs compared on "the same tables" can be checked.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from prefixlab._version import __version__
+from prefixlab.studies.definition import Study
+from prefixlab.train import History, jsonable
+
+RESULTS_ENV = "PREFIXLAB_RESULTS"
+REPOSITORY = Path(__file__).resolve().parents[2]
+CSV_COLUMNS = (
+    "stage", "arm", "method", "lr", "seed", "steps", "steps_done", "prefix_length",
+    "n_train_mrs", "final_val_loss", "best_val_loss", "last_val_drop", "bleu",
+    "slot_error_rate", "table_gain", "loss_right_mr", "loss_wrong_mr", "n_eval_tables",
+    "n_val_tables", "eval_split", "chosen", "stopped_reason", "diverged", "trainable_params",
+    "seconds", "cached", "model", "run_id", "eval_tables_digest", "val_tables_digest",
+)  # fmt: skip
+PROVENANCE_KEYS = ("commit", "date", "versions", "preset", "machine", "wall_seconds",
+                   "load_average")  # fmt: skip
+TABLE_KINDS = ("slots", "bleu", "losses")
+
+
+def results_dir() -> Path:
+    """Where committed study results live: $PREFIXLAB_RESULTS, else the repository's results/."""
+    return Path(os.environ.get(RESULTS_ENV) or REPOSITORY / "results").expanduser()
+
+
+def result_paths(name: str, folder: str | os.PathLike | None = None) -> dict[str, Path]:
+    """{"csv", "json", "tables"}: the three files of study `name` in `folder`."""
+    folder = results_dir() if folder is None else Path(folder)
+    return {
+        "csv": folder / f"{name}.csv",
+        "json": folder / f"{name}.json",
+        "tables": folder / f"{name}.tables.npz",
+    }
+
+
+# -- per-table statistics of a run ---------------------------------------------------------------
+
+
+def tables_digest(mrs: Sequence[str]) -> str:
+    """A short hash of an ordered list of tables: equal digests, same tables in the same order."""
+    return hashlib.sha256("\n".join(mrs).encode()).hexdigest()[:12] if mrs else ""
+
+
+def table_statistics(history: History) -> dict[str, np.ndarray]:
+    """The per-table arrays of a run, from its History ({} for what the run did not measure).
+
+    Returns:
+        {"slots": int [tables, 2] (errors = missing + contradicted, slots),
+         "bleu": int [tables, 10] (`evaluate.BLEU_STATISTICS`),
+         "losses": float [validation tables, 4] (right sum, right tokens, wrong sum, wrong
+         tokens)}.
+    """
+    out = {}
+    generations = [g for g in history.generations if "bleu_stats" in g]
+    if generations and len(generations) == len(history.generations):
+        out["slots"] = np.array(
+            [[len(g["missing"]) + len(g["contradicted"]), g["slots"]] for g in generations],
+            dtype=np.int32,
+        )
+        out["bleu"] = np.array([g["bleu_stats"] for g in generations], dtype=np.int32)
+    if history.table_losses:
+        out["losses"] = np.array(
+            [[*t["right"], *t["wrong"]] for t in history.table_losses], dtype=np.float64
+        )
+    return out
+
+
+# -- provenance ----------------------------------------------------------------------------------
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=REPOSITORY, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def provenance(*, preset: str, wall_seconds: float, load_start: Sequence[float]) -> dict:
+    """Where and how a study ran: the keys `PROVENANCE_KEYS` plus commit_dirty; load_average
+    is {"start", "end"}, each the 1, 5 and 15 minute load (`load_average()`)."""
+    import sacrebleu
+    import torch
+    import transformers
+
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit != "unknown" else None
+    return {
+        "commit": commit,
+        "commit_dirty": bool(status),  # tracked files differed from the commit
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "sacrebleu": sacrebleu.__version__,
+            "numpy": np.__version__,
+            "prefixlab": __version__,
+        },
+        "preset": preset,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "wall_seconds": round(float(wall_seconds), 1),
+        "load_average": {"start": list(load_start), "end": list(load_average())},
+    }
+
+
+def load_average() -> tuple[float, ...]:
+    """The machine's 1, 5 and 15 minute load averages (() where the platform has none)."""
+    try:
+        return tuple(round(x, 2) for x in os.getloadavg())
+    except OSError:  # not available on this platform
+        return ()
+
+
+# -- writing and reading -------------------------------------------------------------------------
+
+
+@dataclass
+class StudyResults:
+    """A study's files, read back: the definition as committed, the run table, the provenance
+    and the per-table arrays ({run_id: {"slots", "bleu", "losses"}})."""
+
+    study: Study
+    table: pd.DataFrame
+    provenance: dict
+    tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def stage(self, stage: str) -> pd.DataFrame:
+        """The rows of one stage: "tune" (stage 1) or "seeds" (stage 2)."""
+        return self.table[self.table["stage"] == stage]
+
+
+def write_results(
+    study: Study,
+    table: pd.DataFrame,
+    tables: Mapping[str, Mapping[str, np.ndarray]],
+    info: Mapping,
+    folder: str | os.PathLike | None = None,
+) -> dict[str, Path]:
+    """Write the three files of `study` into `folder` (created if needed); returns their paths.
+
+    Args:
+        table: one row per run (`CSV_COLUMNS` and the axis columns).
+        tables: {run_id: {kind: array}} (`table_statistics`) for the runs to keep.
+        info: the JSON's content (provenance and whatever else the study reports).
+    """
+    paths = result_paths(study.name, folder)
+    paths["csv"].parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(paths["csv"], index=False)
+    arrays = {
+        f"{run_id}.{kind}": a for run_id, kinds in tables.items() for kind, a in kinds.items()
+    }
+    with open(paths["tables"], "wb") as f:
+        np.savez_compressed(f, **arrays)
+    payload = {**jsonable(dict(info)), "study": study.to_dict()}
+    paths["json"].write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    return paths
+
+
+def read_results(name, folder: str | os.PathLike | None = None) -> StudyResults:
+    """The committed results of study `name` (a name or a Study) from `folder`.
+
+    Raises:
+        FileNotFoundError: when a file is missing, saying how to make it.
+    """
+    name = name.name if isinstance(name, Study) else name
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Give a study name or a Study, got {name!r}.")
+    paths = result_paths(name, folder)
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Study {name!r} has no results in {paths['csv'].parent} (missing "
+            f"{', '.join(missing)}). Run `python -m prefixlab.studies run {name}` first."
+        )
+    info = json.loads(paths["json"].read_text(encoding="utf-8"))
+    text_columns = ("run_id", "eval_tables_digest", "val_tables_digest", "arm", "method")
+    table = pd.read_csv(paths["csv"], dtype={c: str for c in text_columns})
+    tables: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(paths["tables"]) as archive:
+        for key in archive.files:
+            run_id, _, kind = key.rpartition(".")
+            tables.setdefault(run_id, {})[kind] = archive[key]
+    return StudyResults(Study.from_dict(info["study"]), table, info, tables, paths)

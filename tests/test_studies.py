@@ -1,0 +1,390 @@
+"""Studies: the grid rule, the files a study writes, intervals from per-table statistics, the
+sign of paired differences, the live slice and the command line.
+
+One small real study (FAST-sized, the embedded tiny model) is run once for the module; the
+protocol's logic is also checked on a stand-in for `run_experiment` whose losses are known.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from prefixlab.config import RunConfig
+from prefixlab.e2e import load_e2e
+from prefixlab.evaluate import bleu_from_statistics
+from prefixlab.studies import (
+    CSV_COLUMNS,
+    PROVENANCE_KEYS,
+    Arm,
+    Study,
+    cli,
+    get_study,
+    live_slice,
+    protocol,
+    read_results,
+    registry,
+    run_study,
+    sweep_table,
+    verdict_table,
+)
+from prefixlab.studies.protocol import check_eval_tables
+from prefixlab.train import History
+
+SMALL = Study(
+    name="small_check",
+    arms=("prompt", "prefix"),
+    preset="fast",
+    overrides={
+        "steps": 4,
+        "n_train_mrs": 8,
+        "n_val_mrs": 4,
+        "max_new_tokens": 12,
+        "eval_every": 2,
+    },  # fmt: skip
+    n_rates=3,
+    lr_span=3.0,
+    max_extensions=1,
+    seeds=(0, 1),
+    n_eval_tables=4,
+    pairs=(("prefix", "prompt"),),
+)
+
+
+@pytest.fixture(scope="module")
+def small_results(tmp_path_factory):
+    """SMALL run once into a temporary results folder, with its own run cache."""
+    root = tmp_path_factory.mktemp("study")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PREFIXLAB_CACHE", str(root / "cache"))
+        results = run_study(SMALL, out=root / "results", progress=False)
+    return results
+
+
+# -- the definition and the grid rule -----------------------------------------------------------
+
+
+def test_registered_study_meets_the_protocol():
+    study = get_study("prefix_vs_prompt")
+    assert [a.method for a in study.arms] == ["prompt", "prefix", "prefix+mlp"]
+    assert study.protocol_problems() == [] and study.preset == "cpu"
+    for arm in study.arms:
+        grid = study.lr_grid(arm.label)
+        assert len(grid) >= 5 and list(grid) == sorted(grid)
+        assert grid[0] == pytest.approx(arm.default_lr / 30, rel=0.05)
+        assert grid[-1] == pytest.approx(arm.default_lr * 30, rel=0.05)
+        assert arm.default_lr in grid
+    assert len(study.seeds) >= 5 and study.n_eval_tables >= 200
+    assert Study.from_dict(json.loads(json.dumps(study.to_dict()))) == study
+
+
+@pytest.mark.skipif(
+    len(load_e2e("synthetic", "test").mrs) < 250,
+    reason="the synthetic test split holds 250 MRs only after the split-size change",
+)
+def test_registered_study_fits_its_data():
+    study = get_study("prefix_vs_prompt")
+    check_eval_tables(study, study.base_config())  # raises when the split is too small
+
+
+def test_a_study_asking_for_more_tables_than_the_split_holds_stops_before_training(tmp_path):
+    held = len(load_e2e("synthetic", "validation").mrs)
+    study = SMALL.with_(n_eval_tables=held + 1, eval_split="validation")
+    with pytest.raises(ValueError, match=f"holds {held} MRs; lower n_eval_tables"):
+        run_study(study, out=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_says_when_the_split_is_too_small(capsys, tmp_path, monkeypatch):
+    held = len(load_e2e("synthetic", "test").mrs)
+    monkeypatch.setitem(registry.STUDIES, "too_big", SMALL.with_(name="too_big",
+                                                                 n_eval_tables=held + 1))  # fmt: skip
+    with pytest.raises(SystemExit):
+        cli.main(["run", "too_big", "--out", str(tmp_path)])
+    assert f"asks for {held + 1} eval tables" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_edge_rule_adds_one_rate_beyond_the_edge():
+    study = SMALL.with_(max_extensions=2)
+    grid = study.lr_grid("prefix")  # default 0.03, 1/3x .. 3x
+    assert grid == (0.01, 0.03, 0.09) and study.rate_step == pytest.approx(3.0)
+    assert study.extension(grid, 0.09, 0) == 0.27
+    assert study.extension(grid, 0.01, 0) == 0.0033
+    assert study.extension(grid, 0.03, 0) is None  # inside: nothing to add
+    assert study.extension(grid, 0.09, 2) is None  # bounded
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"name": "Prefix vs prompt"}, "lowercase letters"),
+        ({"overrides": {"lr": 0.1}}, "sets 'lr', which the study sets per run"),
+        ({"overrides": {"stpes": 3}}, "Did you mean 'steps'"),
+        ({"pairs": (("prefix", "lora"),)}, "each arm of pairs must be one of"),
+        ({"arms": ("prefix", Arm("prefix", "prompt"))}, "labels must differ"),
+        ({"seeds": ()}, "seeds must be distinct"),
+        ({"seeds": 5}, "seeds must be distinct"),
+        ({"pairs": ("prefix", "prompt")}, "wrap the one pair"),
+        ({"n_eval_tables": 0}, "n_eval_tables must be an int >= 1"),
+        ({"eval_split": "train"}, "eval_split must be one of"),
+        ({"axes": {"model": ()}}, "needs distinct values"),
+        ({"colour": 1}, "Study has no field 'colour'"),
+    ],
+)
+def test_study_definition_is_validated(changes, match):
+    with pytest.raises(ValueError, match=match):
+        SMALL.with_(**changes)
+
+
+def _stand_in(best: dict, errors: dict, gain: dict):
+    """A `run_experiment` whose validation loss is smallest at best[method] (log distance) and
+    whose tables have known slot errors, BLEU counts and losses per method."""
+
+    def run_experiment(config: RunConfig, *, cache, progress, return_model):
+        lr, seed, n = config.lr, config.train.seed, config.eval_mrs
+        loss = 3.0 if config.method == "none" else 1 + math.log(lr / best[config.method]) ** 2
+        loss += 0.01 * seed
+        matched = (8, 6, 4, 2) if errors[config.method] == 0 else (5, 3, 2, 1)
+        generations = [
+            {"mr": f"name[T{i}]", "text": "t", "added": [], "contradicted": [],
+             "missing": ["x"] * (errors[config.method] + (i + seed) % 2), "slots": 4,
+             "bleu_stats": [10, 10, *(m - (i % 2) for m in matched), 10, 9, 8, 7]}
+            for i in range(n)
+        ]  # fmt: skip
+        table_losses = [
+            {"mr": f"name[V{i}]", "right": [loss * (10 + i), 10 + i],
+             "wrong": [(loss + gain[config.method]) * (10 + i), 10 + i]}
+            for i in range(5)
+        ]  # fmt: skip
+        history = History(val_step=[0, 4], val_loss=[loss + 1, loss], generations=generations,
+                          table_losses=table_losses)  # fmt: skip
+        row = dict(lr=lr, steps_done=4, prefix_length=config.prefix_length,
+                   final_val_loss=loss, best_val_loss=loss, stopped_reason="completed",
+                   diverged=False, trainable_params=10, seconds=0.0, cached=False,
+                   run_id=f"{config.method}-{lr}-{seed}-{n}", table_gain=gain[config.method])  # fmt: skip
+        return row, history, None
+
+    return run_experiment
+
+
+@pytest.fixture
+def stand_in_results(monkeypatch, tmp_path):
+    """A study run on the stand-in: prefix best at 0.2 (beyond the top edge 0.09, so the grid
+    grows), prompt at 0.035 (inside); prefix makes fewer slot errors and matches more n-grams
+    on every table; both read the table equally (same gain)."""
+    monkeypatch.setattr(
+        protocol, "run_experiment",
+        _stand_in({"prefix": 0.2, "prompt": 0.035}, {"prefix": 0, "prompt": 1},
+                  {"prefix": 0.5, "prompt": 0.5}),
+    )  # fmt: skip
+    study = SMALL.with_(max_extensions=2, seeds=(0, 1, 2), n_eval_tables=8)
+    return run_study(study, out=tmp_path, progress=False)
+
+
+def test_stage_one_extends_an_edge_grid_and_stage_two_uses_the_best_rate(stand_in_results):
+    tune, seeds = stand_in_results.stage("tune"), stand_in_results.stage("seeds")
+    prefix = tune[tune["arm"] == "prefix"]
+    # 0.09 was best on the edge -> 0.27 added; 0.27 best on the new edge -> 0.81 added
+    assert sorted(prefix["lr"]) == [0.01, 0.03, 0.09, 0.27, 0.81]
+    assert prefix.loc[prefix["chosen"], "lr"].tolist() == [0.27]
+    prompt = tune[tune["arm"] == "prompt"]
+    assert sorted(prompt["lr"]) == [0.01, 0.03, 0.09]  # best 0.03 inside: no extension
+    assert seeds.groupby("arm")["lr"].unique().map(list).to_dict() == {
+        "prefix": [0.27], "prompt": [0.03]
+    }  # fmt: skip
+    assert sorted(seeds["seed"]) == [0, 0, 1, 1, 2, 2] and (seeds["n_eval_tables"] == 8).all()
+    grids = {g["arm"]: g for g in stand_in_results.provenance["grids"]}
+    assert grids["prefix"]["extensions"] == 2 and grids["prompt"]["extensions"] == 0
+    sweep = sweep_table(stand_in_results)
+    assert sweep["arm"].tolist() == ["prompt"] * 3 + ["prefix"] * 5  # the study's arm order
+    assert sweep.loc[sweep["chosen"], "lr"].tolist() == [0.03, 0.27]
+
+
+def test_an_arm_that_trains_nothing_runs_once(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        protocol, "run_experiment",
+        _stand_in({"prefix": 0.03}, {"prefix": 0, "none": 1}, {"prefix": 0.5, "none": 0.0}),
+    )  # fmt: skip
+    study = SMALL.with_(arms=("none", "prefix"), pairs=(("prefix", "none"),))
+    results = run_study(study, out=tmp_path, progress=False)
+    none = results.table[results.table["arm"] == "none"]
+    assert none["stage"].tolist() == ["seeds"] and none["lr"].isna().all()
+    table = verdict_table(results, metrics=["slot_error_rate"], n_resamples=200)
+    assert table.loc[table["arm"] == "none", "seeds"].tolist() == ["1"]
+    assert table.loc[table["kind"] == "difference", "verdict"].item() == "prefix better"
+
+
+def test_paired_differences_have_the_right_sign(stand_in_results):
+    table = verdict_table(stand_in_results, n_resamples=300)
+    diffs = table[table["kind"] == "difference"].set_index("metric")
+    assert (diffs["arm"] == "prefix").all() and (diffs["versus"] == "prompt").all()
+    # prefix: one slot error fewer per table (of 4 slots), more matched n-grams
+    assert diffs.loc["slot_error_rate", "estimate"] == pytest.approx(-0.25)
+    assert diffs.loc["slot_error_rate", "high"] < 0
+    assert diffs.loc["slot_error_rate", "verdict"] == "prefix better"
+    assert diffs.loc["bleu", "low"] > 0 and diffs.loc["bleu", "verdict"] == "prefix better"
+    assert diffs.loc["table_gain", "verdict"] == "not resolved"  # equal gains: covers 0
+    # the other way round, the estimate flips and the better arm stays the same
+    flipped = verdict_table(stand_in_results, pairs=[("prompt", "prefix")], n_resamples=300)
+    flipped = flipped[flipped["kind"] == "difference"].set_index("metric")
+    assert flipped.loc["slot_error_rate", "estimate"] == pytest.approx(0.25)
+    assert flipped.loc["slot_error_rate", "verdict"] == "prefix better"
+    with pytest.raises(ValueError, match="each arm of pairs must be one of"):
+        verdict_table(stand_in_results, pairs=[("prefix", "lora")])
+    with pytest.raises(ValueError, match="each of metrics must be one of"):
+        verdict_table(stand_in_results, metrics=["rouge"])
+
+
+def test_tables_of_different_runs_cannot_be_paired(stand_in_results, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in stand_in_results.paths.values():
+        shutil.copy(path, copy / path.name)
+    csv = copy / "small_check.csv"
+    table = pd.read_csv(csv, dtype={"eval_tables_digest": str})
+    table.loc[table["arm"] == "prompt", "eval_tables_digest"] = "000000000000"
+    table.to_csv(csv, index=False)
+    with pytest.raises(ValueError, match="different tables"):
+        verdict_table("small_check", copy, metrics=["bleu"], n_resamples=100)
+
+
+# -- a real small study: files, per-table statistics, intervals, the live slice ---------------
+
+
+def test_files_hold_the_columns_and_the_provenance(small_results):
+    paths = small_results.paths
+    table = pd.read_csv(paths["csv"])
+    assert set(CSV_COLUMNS) <= set(table.columns)
+    required = ("method", "lr", "seed", "steps", "prefix_length", "n_train_mrs",
+                "final_val_loss", "bleu", "slot_error_rate", "table_gain", "n_eval_tables",
+                "stage")  # fmt: skip
+    assert set(required) <= set(table.columns)
+    assert set(table["stage"]) == {"tune", "seeds"}
+    seeds = table[table["stage"] == "seeds"]
+    assert len(seeds) == 4 and (seeds["n_eval_tables"] == 4).all()
+    assert seeds["bleu"].notna().all() and table["final_val_loss"].notna().all()
+    assert (table["n_train_mrs"] == 8).all() and (table["steps"] == 4).all()
+    info = json.loads(paths["json"].read_text())
+    assert set(PROVENANCE_KEYS) <= set(info) and info["preset"] == "fast"
+    assert set(info["versions"]) >= {"python", "torch", "transformers", "prefixlab"}
+    assert info["commit"] == "unknown" or len(info["commit"]) == 40
+    assert info["wall_seconds"] > 0 and set(info["load_average"]) == {"start", "end"}
+    assert info["study"] == SMALL.to_dict() and len(info["protocol_problems"]) == 4
+    assert paths["tables"].stat().st_size < 100_000
+    assert set(small_results.tables) == set(seeds["run_id"])
+    # no table text is committed, only digests of the table lists
+    for path in (paths["csv"], paths["json"]):
+        assert "name[" not in path.read_text()
+
+
+def test_per_table_statistics_reproduce_each_run(small_results):
+    for _, row in small_results.stage("seeds").iterrows():
+        arrays = small_results.tables[row["run_id"]]
+        assert arrays["slots"].shape == (4, 2) and arrays["bleu"].shape == (4, 10)
+        assert float(bleu_from_statistics(arrays["bleu"].sum(0))) == pytest.approx(row["bleu"])
+        errors, slots = arrays["slots"].sum(0)
+        assert errors / slots == pytest.approx(row["slot_error_rate"])
+        right, right_n, wrong, wrong_n = arrays["losses"].sum(0)
+        assert right / right_n == pytest.approx(row["final_val_loss"], abs=1e-5)
+        assert wrong / wrong_n - right / right_n == pytest.approx(row["table_gain"], abs=1e-9)
+
+
+def test_verdict_table_intervals_come_from_the_tables(small_results):
+    table = verdict_table(small_results, n_resamples=200)
+    estimates = table[table["kind"] == "estimate"]
+    assert len(estimates) == 2 * 4 and len(table) == 3 * 4  # 2 arms and 1 pair, 4 metrics
+    seeds = small_results.stage("seeds")
+    for _, row in estimates.iterrows():
+        mean = seeds.loc[seeds["arm"] == row["arm"], row["metric"]].mean()
+        tolerance = 1e-5 if row["metric"] == "final_val_loss" else 1e-9
+        assert row["estimate"] == pytest.approx(mean, abs=tolerance)
+        assert row["low"] <= row["estimate"] <= row["high"]
+        assert row["interval"].startswith("bootstrap 2 seed(s)")
+    diffs = table[table["kind"] == "difference"]
+    assert set(diffs["verdict"]) <= {"prefix better", "prompt better", "not resolved"}
+    for _, row in diffs.iterrows():  # the verdict follows the interval
+        assert (row["verdict"] == "not resolved") == (row["low"] <= 0 <= row["high"])
+
+
+def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "cache"))
+    line = live_slice(small_results, arm="prefix", seed=1)
+    assert line.startswith("live slice matches the committed rows (prefix at lr ")
+    assert "tolerance 0.01" in line
+    for path in small_results.paths.values():
+        shutil.copy(path, tmp_path / path.name)
+    csv = tmp_path / "small_check.csv"
+    table = pd.read_csv(csv, dtype={"run_id": str})
+    doctored = (table["stage"] == "seeds") & (table["arm"] == "prefix") & (table["seed"] == 1)
+    table.loc[doctored, "final_val_loss"] += 0.05
+    table.to_csv(csv, index=False)
+    line = live_slice("small_check", arm="prefix", seed=1, folder=tmp_path, cache=True)
+    assert line.startswith("live slice does NOT match the committed rows")
+    with pytest.raises(ValueError, match="No single committed stage-2 run"):
+        live_slice(small_results, arm="prefix", seed=7)
+    with pytest.raises(ValueError, match="arm must be one of"):
+        live_slice(small_results, arm="lora")
+    with pytest.raises(ValueError, match="tolerance must be a positive number"):
+        live_slice(small_results, tolerance=0)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "nope"], "Unknown study 'nope'. Known studies: prefix_vs_prompt"),
+        (["run", "prefix_vs_promt"], "Did you mean 'prefix_vs_prompt'?"),
+        (["show", "nope"], "Known studies: prefix_vs_prompt"),
+        (["run", "prefix_vs_prompt", "--preset", "huge"], "--preset must be one of fast, cpu, gpu"),
+        (["run", "prefix_vs_prompt", "--threads", "0"], "--threads must be an int >= 1"),
+        (["run", "prefix_vs_prompt", "--threads", "two"], "--threads must be an int >= 1"),
+    ],
+)
+def test_cli_refuses_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_out_must_be_a_folder_and_show_needs_results(tmp_path, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit):
+        cli.main(["run", "prefix_vs_prompt", "--out", str(a_file)])
+    assert "--out must be a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["show", "prefix_vs_prompt", "--results", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "has no results" in err and "python -m prefixlab.studies run prefix_vs_prompt" in err
+
+
+def test_cli_list_and_show(small_results, monkeypatch, capsys):
+    monkeypatch.setitem(registry.STUDIES, SMALL.name, SMALL)
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "prefix_vs_prompt: " in out and "small_check: " in out and "below the protocol" in out
+    folder = small_results.paths["csv"].parent
+    assert cli.main(["show", "small_check", "--results", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "difference" in out and "slot_error_rate" in out and "prefix" in out
+
+
+def test_module_entry_point_lists_the_studies():
+    done = subprocess.run([sys.executable, "-m", "prefixlab.studies", "list"], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.startswith("prefix_vs_prompt: ")
+
+
+def test_read_results_of_a_missing_study_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Run `python -m prefixlab.studies run nope`"):
+        read_results("nope", tmp_path)
