@@ -375,7 +375,7 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
             "transformers": __import__("transformers").__version__,
             "tokenizers": __import__("tokenizers").__version__,
         },
-        "machine": f"{platform.machine()}, {cfg.threads} CPU threads",
+        "machine": f"{platform.machine()}, {cfg.threads} CPU thread{'s' if cfg.threads > 1 else ''}",
     }
     weights = out / "model.safetensors"
     info["weights_mb"] = round(weights.stat().st_size / 1e6, 2)
@@ -405,6 +405,36 @@ def model_card(info: dict) -> str:
         else:
             load += f", about the build's own {cfg['threads']} threads: little else was running."
     size = cfg.get("size", "tiny")
+    threads = "1 CPU thread" if cfg["threads"] == 1 else f"{cfg['threads']} CPU threads"
+    checks = info["context_checks"]
+    worth = checks["after_other_facts"] - checks["after_facts"]
+    if worth >= 0.1:
+        context_reading = (
+            f"The right facts are worth {worth:.3f} nats/token over the wrong ones: it reads "
+            "the facts it is given."
+        )
+    else:
+        context_reading = (
+            f"The right facts are worth only {worth:.3f} nats/token over the wrong ones: this "
+            "model barely reads the facts it is given, so a prefix or prompt has little "
+            "copying to steer."
+        )
+    repeat_gap = checks["plain"] - checks["repeated"]
+    if abs(repeat_gap) < 0.1 and worth < 0.1:
+        context_reading += (
+            " Nor does a description's second copy score better than the first: at this size "
+            "it copies neither facts nor repeated text."
+        )
+    elif abs(repeat_gap) < 0.1:
+        context_reading += (
+            " A description's second copy scores about like the first: it copies facts from "
+            "a sheet, the skill its corpus asks for, not any text that happens to repeat."
+        )
+    else:
+        context_reading += (
+            f" A description's second copy scores {repeat_gap:.3f} nats/token below the first: "
+            "it also copies text that repeats."
+        )
     role = {
         "tiny": "prefixlab's embedded default",
         "nano": "the smallest of prefixlab's embedded models",
@@ -445,7 +475,7 @@ only. `prefixlab.load_model("{size}")` loads it from this folder with no network
 this project's own generator (E2E's ontology: its slot values, venue and landmark names; our
 own sentence plans, synonyms, aggregation and negation). Every description realizes an MR of
 the *training* split; no validation or test MR of the synthetic data is realized in the
-corpus. {overlap_text} {info["corpus_fact_sheets"]:,} of them ({100 * info["corpus_fact_sheets"] / info["corpus_sentences"]:.0f}%) come after their facts
+corpus. {info["corpus_fact_sheets"]:,} of the descriptions ({100 * info["corpus_fact_sheets"] / info["corpus_sentences"]:.0f}%) come after their facts
 in a plain sheet of the corpus's own, one line such as
 `cuisine=Italian; name=The Golden Curry; area=riverside` (`prefixlab.e2e.fact_sheet`: other
 keys than E2E's, any order). The sheets are what teaches the model to copy names and values
@@ -456,7 +486,7 @@ methods steer what a frozen model can already do, neither changes its weights.
 **E2E's MR format never appears in the text**: the model has never seen `name[...]`,
 brackets, E2E's slot names or the `||` separator, so reading an MR has to be learned by the
 tuning methods. Each text is preceded by a space and followed by `<|endoftext|>`, as targets
-are in `prefixlab.batching.encode_for_training`.
+are in `prefixlab.batching.encode_for_training`. {overlap_text}
 
 Held-out text: {info["heldout_references"]} references ({info["heldout_tokens"]:,} tokens) of
 {cfg["n_heldout_mrs"]} validation-split MRs, never seen in training.
@@ -467,7 +497,7 @@ Language modelling on random windows of {cfg["block_size"]} tokens, batch {cfg["
 {cfg["steps"]:,} steps ({info["tokens_seen"]:,} tokens seen), AdamW (betas 0.9/0.95, weight decay
 {cfg["weight_decay"]}), learning rate {cfg["lr"]} with {cfg["warmup"]} warmup steps then cosine
 decay to a tenth, gradient clipping 1.0, dropout 0.1 (GPT-2's default; `load_model` runs the
-frozen model in eval mode, without dropout), seed {cfg["seed"]}, {cfg["threads"]} CPU threads.
+frozen model in eval mode, without dropout), seed {cfg["seed"]}, {threads}.
 
 | step | train loss | held-out loss | minutes |
 |---:|---:|---:|---:|
@@ -477,7 +507,7 @@ Final loss in nats/token (eval mode, {cfg["eval_batches"]} batches of windows):
 **train {info["final_train_loss"]:.3f}, held-out {info["final_heldout_loss"]:.3f}**; a uniform
 guess over the vocabulary scores ln({info["vocab_size"]}) = {info["uniform_loss"]:.2f}.
 Training took {info["train_minutes"]:.1f} minutes wall clock ({info["total_minutes"]:.1f} in all{cpu})
-on {info["machine"]} (torch {info["versions"]["torch"]}, transformers
+on {info["machine"].replace("1 CPU threads", "1 CPU thread")} (torch {info["versions"]["torch"]}, transformers
 {info["versions"]["transformers"]}).{load}
 
 Does it use its context? Mean loss in nats/token on {info["context_check_texts"]} held-out
@@ -491,9 +521,7 @@ descriptions (`context_checks` in the build script), alone, after their own fact
 | after another MR's fact sheet | {info["context_checks"]["after_other_facts"]:.3f} |
 | repeated (second copy) | {info["context_checks"]["repeated"]:.3f} |
 
-Below "alone" after its own facts, above it after the wrong ones: it reads the facts it is
-given. A description's second copy scores about like the first: it copies facts from a
-sheet, the skill its corpus asks for, not any text that happens to repeat.
+{context_reading}
 
 Samples (top-k 20, after `<|endoftext|>`; the model invents the facts, it has no table):
 

@@ -14,7 +14,8 @@ Design (all choices made before any held-out number is seen):
    test (20%) parts; no MR is in two parts. The parts are written as release CSVs into the
    run cache's folder, never into the repository.
 2. Learning rate per method, chosen on the *validation* part only: the method's default
-   rate times 1/3, 1 and 3 (seed 0), lowest final validation loss wins.
+   rate times 1/3, 1 and 3 (seed 0), lowest final validation loss wins; a best rate on the
+   grid's edge adds the next rate out (x3 or /3), at most twice.
 3. At that rate, `--seeds` seeds per method, trained on the train part, scored on the
    held-out part: validation loss and table gain on its pairs, BLEU and slot error rate of
    greedy texts for every held-out MR. Seeds give the mean and a t interval.
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 START, END = "<!-- transfer-evidence -->", "<!-- /transfer-evidence -->"
 METHODS = ("prompt", "prefix", "prefix+mlp")
 RATE_FACTORS = (1 / 3, 1.0, 3.0)
+MAX_EXTENSIONS = 2  # a best rate on the grid's edge adds the next rate out, at most twice
 TARGETS = {"table_gain": 0.3, "slot_error_rate": 0.5}  # issue #16, prefix tuning, held-out
 
 
@@ -58,7 +60,23 @@ def _folders(devset: Path, root: Path) -> tuple[Path, Path, dict]:
         root / "heldout",
     )
     sizes = {name: {"mrs": len(p.mrs), "pairs": len(p)} for name, p in parts.items()}
-    return tune, heldout, sizes
+    return tune, heldout, sizes, parts
+
+
+def _in_pretraining(model: str, mrs) -> int | None:
+    """How many of `mrs` the model's pretraining corpus realized (same facts, our sentences),
+    from its build_info.json; None when the build did not record its corpus."""
+    from prefixlab.e2e import canonical_mr, synthetic_pretraining_pairs
+    from prefixlab.paths import embedded_model_dir
+
+    info = json.loads((embedded_model_dir(model) / "build_info.json").read_text())
+    cfg = info.get("config", {})
+    if "n_sentences" not in cfg:
+        return None
+    corpus = {
+        canonical_mr(mr) for mr, _ in synthetic_pretraining_pairs(cfg["n_sentences"], cfg["seed"])
+    }
+    return sum(canonical_mr(mr) in corpus for mr in mrs)
 
 
 def _provenance(args, wall: float) -> dict:
@@ -89,6 +107,15 @@ def _provenance(args, wall: float) -> dict:
         "load_average": round(os.getloadavg()[1], 2),
         "command": "python scripts/measure_transfer.py " + " ".join(sys.argv[1:]),
     }
+
+
+def _seen_text(seen: int | None, n: int) -> str:
+    if seen is None:
+        return ""
+    return (
+        f" ({seen} of its {n} MRs happen to be realized, in our own sentences, in the "
+        "model's pretraining corpus, which samples MRs over E2E's values)"
+    )
 
 
 def _mean_interval(values, digits: int = 3) -> str:
@@ -124,7 +151,8 @@ def main(argv=None) -> int:
         )
         return 0
     start = time.perf_counter()
-    tune, heldout, sizes = _folders(devset, cache_dir().parent / "real-e2e-dev-split")
+    tune, heldout, sizes, parts = _folders(devset, cache_dir().parent / "real-e2e-dev-split")
+    seen = _in_pretraining(args.model, parts["test"].mrs)
     n_test = sizes["test"]["mrs"]
     base = preset(args.preset).with_(model=args.model, init="vocab", n_val_mrs=None)
     if args.preset == "fast":
@@ -135,13 +163,21 @@ def main(argv=None) -> int:
 
     tuned, rates = [], {}
     for name in METHODS:
-        table, _ = run_grid(
-            base.with_(data=str(tune), eval_mrs=0, method=name),
-            lr=[method(name).default_lr * f for f in RATE_FACTORS],
-            progress=False,
-        )
+        grid = [method(name).default_lr * f for f in RATE_FACTORS]
+        for _ in range(1 + MAX_EXTENSIONS):  # a best rate on an edge adds the next rate out
+            table, _ = run_grid(
+                base.with_(data=str(tune), eval_mrs=0, method=name), lr=grid, progress=False
+            )
+            best = float(table.sort_values("final_val_loss")["lr"].iloc[0])
+            step = RATE_FACTORS[1] / RATE_FACTORS[0]
+            if math.isclose(best, max(grid)):
+                grid.append(best * step)
+            elif math.isclose(best, min(grid)):
+                grid.append(best / step)
+            else:
+                break
         tuned.append(table)
-        rates[name] = float(table.sort_values("final_val_loss")["lr"].iloc[0])
+        rates[name] = best
     tuning = pd.concat(tuned, ignore_index=True)
     print("rates chosen on the validation part:", rates, flush=True)
 
@@ -187,10 +223,11 @@ def main(argv=None) -> int:
         f"{wall / 60:.0f} minutes. Data: the real E2E dev split (not in this repository), cut by "
         f"MR into a train part ({sizes['train']['mrs']} MRs, {sizes['train']['pairs']:,} "
         f"references), a validation part ({sizes['validation']['mrs']} MRs) on which each "
-        f"method's rate was chosen from its default x 1/3, 1, 3, and a held-out part "
+        f"method's rate was chosen from its default x 1/3, 1, 3 (a best rate on the edge "
+        f"adds the next one out, x3 or /3, at most twice), and a held-out part "
         f"({sizes['test']['mrs']} MRs, {sizes['test']['pairs']:,} references) that no choice "
-        f"saw. Held-out scores, mean over {args.seeds} seeds with a 95% t interval; greedy "
-        f"texts for {n_test} held-out MRs:",
+        f"saw{_seen_text(seen, sizes['test']['mrs'])}. Held-out scores, mean over {args.seeds} "
+        f"seeds with a 95% t interval; greedy texts for {n_test} held-out MRs:",
         "",
         "| method | rate | held-out loss | table gain | BLEU | slot error rate |",
         "|---|---:|---:|---:|---:|---:|",
@@ -224,7 +261,7 @@ def main(argv=None) -> int:
     ) if c in runs.columns]  # fmt: skip
     pd.concat([tuning, runs], ignore_index=True)[keep].to_csv(f"{stem}.csv", index=False)
     provenance = _provenance(args, wall)
-    provenance.update(parts=sizes, rates=rates, targets=TARGETS, targets_met=met,
+    provenance.update(parts=sizes, rates=rates, heldout_mrs_in_pretraining=seen, targets=TARGETS, targets_met=met,
                       eval_tables=n_test, seeds=args.seeds)  # fmt: skip
     Path(f"{stem}.json").write_text(json.dumps(provenance, indent=2) + "\n")
     card = ROOT / "data" / f"{args.model}-gpt2" / "README.md"

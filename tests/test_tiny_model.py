@@ -94,3 +94,23 @@ def test_quick_build_script(tmp_path):
     card = (out / "README.md").read_text()
     assert "## Tuning evidence" in card and "scripts/evaluate_tiny_model.py" in card
     assert "--quick" in card
+
+
+def test_readme_family_table_matches_the_builds():
+    """The README's table of the embedded models repeats each card's measured numbers."""
+    import json
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- model-family -->")[1].split("<!-- /model-family -->")[0]
+    rows = {line.split("|")[1].strip(" `"): line for line in block.splitlines() if "-gpt2" in line}
+    assert set(rows) == {f"{name}-gpt2" for name in EMBEDDED_MODELS}
+    for name in EMBEDDED_MODELS:
+        info = json.loads((embedded_model_dir(name) / "build_info.json").read_text())
+        cells = [c.strip() for c in rows[f"{name}-gpt2"].split("|")[1:-1]]
+        assert cells[2] == f"{info['n_params']:,}", (name, cells)
+        assert cells[3] == f"{info['final_heldout_loss']:.3f}", (name, cells)
+        checks = info["context_checks"]
+        worth = checks["after_other_facts"] - checks["after_facts"]
+        assert cells[4] == f"{worth:.3f}", (name, cells)
+        assert re.fullmatch(r"\d+", cells[5]) and abs(int(cells[5]) - info["total_minutes"]) < 1
