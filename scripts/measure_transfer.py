@@ -43,6 +43,12 @@ METHODS = ("prompt", "prefix", "prefix+mlp")
 RATE_FACTORS = (1 / 3, 1.0, 3.0)
 MAX_EXTENSIONS = 2  # a best rate on the grid's edge adds the next rate out, at most twice
 TARGETS = {"table_gain": 0.3, "slot_error_rate": 0.5}  # issue #16, prefix tuning, held-out
+# What the family's build already does for real text; said in the card when a target is missed.
+TRIED = (
+    "pretraining text over E2E's own names and values with many phrasings of our own, and a "
+    "tokenizer trained on it (real references now take about 1.2 tokens per word, against "
+    "1.6-1.7 before); a learning rate tuned per method on the validation part; three seeds"
+)
 
 
 def _folders(devset: Path, root: Path) -> tuple[Path, Path, dict]:
@@ -243,11 +249,27 @@ def main(argv=None) -> int:
         f"{'>=' if col == 'table_gain' else '<='} {TARGETS[col]} target)"
         for col, ok in met.items()
     )
-    lines += [
-        "",
-        f"Prefix tuning on held-out real tables: {verdict}.",
-        END,
-    ]
+    lines += ["", f"Prefix tuning on held-out real tables: {verdict}."]
+    if not all(met.values()):
+        short = []
+        if not met["table_gain"]:
+            short.append(f"table gain by {TARGETS['table_gain'] - prefix['table_gain']:.3f}")
+        if not met["slot_error_rate"]:
+            short.append(
+                f"slot error rate by {prefix['slot_error_rate'] - TARGETS['slot_error_rate']:.3f}"
+            )
+        lines += [
+            "",
+            f"The targets are missed ({' and '.join(short)}) after: {TRIED}."
+            + (
+                f" With BLEU {prefix['bleu']:.1f} but a table gain of only "
+                f"{prefix['table_gain']:.3f} nats/token, the prefix has learned how the "
+                "references are written far more than to read their tables."
+                if prefix["table_gain"] < 0.1
+                else ""
+            ),
+        ]
+    lines.append(END)
     block = "\n".join(lines)
     print(block)
     if args.no_write:

@@ -589,3 +589,23 @@ def test_one_home_for_the_method_colours():
     assert P.METHOD_LABELS is theme.METHOD_LABELS
     for module in (bars, curves, heatmaps):
         assert "METHOD_COLORS" not in vars(module)  # each draws through theme.method_color
+
+
+def test_scale_axis_plot_draws_one_panel_per_metric_and_checks_sizes():
+    import pandas as pd
+
+    from prefixlab.plotting import plot_scale_axis
+
+    df = pd.DataFrame({
+        "metric": ["loss", "loss", "gain", "gain"],
+        "model": ["nano", "tiny", "nano", "tiny"],
+        "parameters": [2e5, 1e6, 2e5, 1e6],
+        "estimate": [-0.1, -0.05, 0.2, 0.1],
+        "low": [-0.2, -0.1, 0.1, 0.0],
+        "high": [0.0, 0.0, 0.3, 0.2],
+    })  # fmt: skip
+    fig = plot_scale_axis(df, title="gap by size")
+    titles = ["".join(ax.get_title(loc) for loc in ("left", "center", "right")) for ax in fig.axes]
+    assert titles == ["loss", "gain"]
+    with pytest.raises(ValueError, match="positive parameter counts"):
+        plot_scale_axis(df.assign(parameters=0), title="bad")

@@ -26,7 +26,7 @@ The modules, one family of figures each:
 - theme.py        colours per method (METHOD_COLORS), STYLE_RC and `style()`, figure scaffolding
 - checks.py       input checks shared by every plot function
 - curves.py       loss curves, gradient norms, mean and spread over seeds
-- sweeps.py       a final metric against learning rate or prefix length
+- sweeps.py       a final metric against learning rate, prefix length or model size
 - bars.py         a metric per method, trainable-parameter counts, context budget
 - heatmaps.py     attention mass per layer and head, or per token (matplotlib)
 - interactive.py  the plotly figures and `setup_notebook()`
@@ -47,7 +47,7 @@ from .interactive import (
     loss_curves_plotly,
     setup_notebook,
 )
-from .sweeps import plot_length_sweep, plot_lr_sweep
+from .sweeps import plot_length_sweep, plot_lr_sweep, plot_scale_axis
 from .theme import (
     EXTRA_COLORS,
     HEATMAP_CMAP,
@@ -83,6 +83,7 @@ __all__ = [
     "plot_length_sweep",
     "plot_loss_curves",
     "plot_lr_sweep",
+    "plot_scale_axis",
     "plot_metric_bars",
     "plot_parameter_counts",
     "plot_seed_bands",

@@ -150,3 +150,40 @@ def plot_length_sweep(df: pd.DataFrame, *, title: str) -> Figure:
         _legend(axes[0, -1], handles)
         _suptitle(fig, title)
     return fig
+
+
+def plot_scale_axis(df: pd.DataFrame, *, title: str) -> Figure:
+    """A difference between two methods against model size, one panel per metric.
+
+    Args:
+        df: columns metric, parameters, estimate, low, high and optionally model (a name
+            written beside each point); one row per (metric, model size), e.g. the
+            "difference" rows of `prefixlab.studies.verdict_table` with a parameters column.
+    Returns:
+        Figure with one Axes per metric: the estimate with its interval as an error bar, the
+        points joined in order of size, and a line at 0 (no difference).
+    """
+    _check_frame(df, ["metric", "parameters", "estimate", "low", "high"])
+    sizes = df["parameters"].to_numpy(float)
+    if not (np.isfinite(sizes) & (sizes > 0)).all():
+        raise ValueError("Column 'parameters' must hold positive parameter counts.")
+    metrics = list(pd.unique(df["metric"]))
+    with style():
+        fig, axes = _subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8))
+        for ax, name in zip(axes[0], metrics, strict=True):
+            rows = df[df["metric"] == name].sort_values("parameters")
+            x, y = rows["parameters"].to_numpy(float), rows["estimate"].to_numpy(float)
+            below = y - rows["low"].to_numpy(float)
+            above = rows["high"].to_numpy(float) - y
+            ax.axhline(0.0, color=NEUTRAL_COLOR, lw=1.0, zorder=1)
+            ax.errorbar(x, y, yerr=[below, above], fmt="o-", color="#333333", ecolor="#333333",
+                        elinewidth=1.2, capsize=4, ms=6, zorder=3)  # fmt: skip
+            if "model" in rows.columns:
+                for xi, yi, label in zip(x, y, rows["model"], strict=True):
+                    ax.annotate(str(label), (xi, yi), **_BESIDE)
+            ax.set_xscale("log")
+            ax.set_xticks(x, [f"{v / 1e6:.2g}M" for v in x])
+            ax.minorticks_off()
+            ax.set(xlabel="model parameters", ylabel="difference", title=name)
+        _suptitle(fig, title)
+    return fig
