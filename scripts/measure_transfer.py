@@ -226,7 +226,7 @@ def main(argv=None) -> int:
         f"Measured by `python scripts/measure_transfer.py --model {args.model}` "
         f"({args.preset} preset: {base.train.steps} steps of batch {base.train.batch_size}, "
         f"P={base.prefix_length}, vocabulary init), {time.strftime('%Y-%m-%d')}, "
-        f"{wall / 60:.0f} minutes. Data: the real E2E dev split (not in this repository), cut by "
+        f"{wall / 60:.0f} minutes (runs read from the disk cache count none). Data: the real E2E dev split (not in this repository), cut by "
         f"MR into a train part ({sizes['train']['mrs']} MRs, {sizes['train']['pairs']:,} "
         f"references), a validation part ({sizes['validation']['mrs']} MRs) on which each "
         f"method's rate was chosen from its default x 1/3, 1, 3 (a best rate on the edge "
