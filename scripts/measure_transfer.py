@@ -138,10 +138,22 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="tiny", choices=["nano", "tiny", "mini"])
     parser.add_argument("--preset", default="cpu", choices=["fast", "cpu"])
     parser.add_argument("--seeds", type=int, default=3, help="seeds at each method's rate (>= 1)")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {','.join(METHODS)} (prefix is always measured)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; write nothing")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or "prefix" not in methods:
+        parser.error(
+            f"--methods takes a comma-separated subset of {','.join(METHODS)} that includes "
+            f"prefix (the targets are about prefix tuning); got {args.methods!r}"
+        )
 
     from prefixlab.config import preset
     from prefixlab.e2e import find_devset
@@ -168,7 +180,7 @@ def main(argv=None) -> int:
     import pandas as pd
 
     tuned, rates = [], {}
-    for name in METHODS:
+    for name in methods:
         grid = [method(name).default_lr * f for f in RATE_FACTORS]
         for _ in range(1 + MAX_EXTENSIONS):  # a best rate on an edge adds the next rate out
             table, _ = run_grid(
@@ -190,7 +202,7 @@ def main(argv=None) -> int:
     # 2. seeds at those rates, scored on the held-out part
     final = base.with_(data=str(heldout), eval_split="test", eval_mrs=n_test)
     tables = [run_grid(final, method=["none"], progress=False)[0]]
-    for name in METHODS:
+    for name in methods:
         table, _ = run_grid(
             final.with_(method=name, lr=rates[name]),
             seed=list(range(args.seeds)),
@@ -203,7 +215,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - start
 
     summary = {}
-    for name in ("none", *METHODS):
+    for name in ("none", *methods):
         rows = runs[runs["method"] == name]
         summary[name] = {
             col: _mean_interval(rows[col].tolist(), 1 if col == "bleu" else 3)
@@ -277,13 +289,14 @@ def main(argv=None) -> int:
     out = ROOT / "results"
     out.mkdir(exist_ok=True)
     stem = out / f"real_transfer_{args.model}"
+    provenance_methods = list(methods)
     keep = [c for c in (
         "stage", "method", "lr", "seed", "steps", "prefix_length", "model", "final_val_loss",
         "table_gain", "bleu", "slot_error_rate", "trainable_params", "diverged",
     ) if c in runs.columns]  # fmt: skip
     pd.concat([tuning, runs], ignore_index=True)[keep].to_csv(f"{stem}.csv", index=False)
     provenance = _provenance(args, wall)
-    provenance.update(parts=sizes, rates=rates, heldout_mrs_in_pretraining=seen, targets=TARGETS, targets_met=met,
+    provenance.update(methods=provenance_methods, parts=sizes, rates=rates, heldout_mrs_in_pretraining=seen, targets=TARGETS, targets_met=met,
                       eval_tables=n_test, seeds=args.seeds)  # fmt: skip
     Path(f"{stem}.json").write_text(json.dumps(provenance, indent=2) + "\n")
     card = ROOT / "data" / f"{args.model}-gpt2" / "README.md"

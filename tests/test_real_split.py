@@ -79,3 +79,19 @@ def test_real_dev_split_cuts_into_disjoint_parts():
     assert sum(len(p) for p in parts.values()) == len(dev)
     assert len(parts["test"].mrs) >= 100  # enough held-out tables to score transfer on
     assert not set(parts["train"].mrs) & set(parts["test"].mrs)
+
+
+def test_transfer_script_rejects_methods_without_prefix():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "measure_transfer.py"
+    for bad in ("prompt", "prefix,lora"):
+        run = subprocess.run(
+            [sys.executable, str(script), "--methods", bad, "--no-write"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 2 and "--methods" in run.stderr, run.stderr[-500:]
