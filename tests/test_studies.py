@@ -221,6 +221,54 @@ def test_an_arm_that_trains_nothing_runs_once(monkeypatch, tmp_path):
     assert table.loc[table["kind"] == "difference", "verdict"].item() == "prefix better"
 
 
+def test_a_part_of_an_axis_merges_into_the_committed_results(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        protocol, "run_experiment",
+        _stand_in({"prefix": 0.03, "prompt": 0.03}, {"prefix": 0, "prompt": 1},
+                  {"prefix": 0.5, "prompt": 0.5}),
+    )  # fmt: skip
+    study = SMALL.with_(axes={"prefix_length": (2, 4, 6)})
+    first = run_study(study, out=tmp_path, progress=False, only={"prefix_length": [2, "4"]})
+    assert sorted(first.table["prefix_length"].unique()) == [2, 4]
+    # a part for 6, then 4 again: rows of 2 stay, 4 is replaced, 6 joins; one part per run
+    run_study(study, out=tmp_path, progress=False, only={"prefix_length": 6})
+    merged = run_study(study, out=tmp_path, progress=False, only={"prefix_length": 4})
+    table = merged.table
+    assert table["prefix_length"].drop_duplicates().tolist() == [2, 4, 6]  # axis order
+    assert len(table) == 3 * len(first.table) / 2
+    assert set(merged.tables) == set(table.loc[table["stage"] == "seeds", "run_id"])
+    parts = merged.provenance["parts"]
+    assert [[p["prefix_length"] for p in part["points"]] for part in parts] == [[2], [6], [4]]
+    assert merged.provenance["runs"] == len(table)
+    assert sorted(g["prefix_length"] for g in merged.provenance["grids"]) == [2, 2, 4, 4, 6, 6]
+    verdict = verdict_table(merged, metrics=["slot_error_rate"], n_resamples=100)
+    assert (verdict.loc[verdict["kind"] == "difference", "verdict"] == "prefix better").all()
+    with pytest.raises(ValueError, match="another definition"):
+        run_study(study.with_(seeds=(0, 1, 2)), out=tmp_path, progress=False,
+                  only={"prefix_length": 6})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "only, message",
+    [
+        ({"model": "tiny"}, "has no axis 'model'; its axes: prefix_length"),
+        ({"prefix_length": 5}, "is not on the axis"),
+        ({"prefix_length": []}, "is not on the axis"),
+        ({}, "non-empty dict"),
+        ("prefix_length=2", "non-empty dict"),
+    ],
+)
+def test_only_is_validated(only, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        run_study(SMALL.with_(axes={"prefix_length": (2, 4)}), out=tmp_path, progress=False,
+                  only=only)  # fmt: skip
+
+
+def test_only_needs_an_axis(tmp_path):
+    with pytest.raises(ValueError, match="has no axes"):
+        run_study(SMALL, out=tmp_path, progress=False, only={"model": "tiny"})
+
+
 def test_paired_differences_have_the_right_sign(stand_in_results):
     table = verdict_table(stand_in_results, n_resamples=300)
     diffs = table[table["kind"] == "difference"].set_index("metric")
@@ -276,7 +324,7 @@ def test_files_hold_the_columns_and_the_provenance(small_results):
     assert set(info["versions"]) >= {"python", "torch", "transformers", "prefixlab"}
     assert info["commit"] == "unknown" or len(info["commit"]) == 40
     assert info["wall_seconds"] > 0 and set(info["load_average"]) == {"start", "end"}
-    assert info["study"] == SMALL.to_dict() and len(info["protocol_problems"]) == 4
+    assert info["study"] == SMALL.to_dict() and len(info["protocol_problems"]) == 5
     assert paths["tables"].stat().st_size < 100_000
     assert set(small_results.tables) == set(seeds["run_id"])
     # no table text is committed, only digests of the table lists
@@ -347,6 +395,9 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
         (["run", "prefix_vs_prompt", "--preset", "huge"], "--preset must be one of fast, cpu, gpu"),
         (["run", "prefix_vs_prompt", "--threads", "0"], "--threads must be an int >= 1"),
         (["run", "prefix_vs_prompt", "--threads", "two"], "--threads must be an int >= 1"),
+        (["run", "scale_axis", "--only", "model"], "--only takes AXIS=VALUE[,VALUE]"),
+        (["run", "scale_axis", "--only", "model=huge"], "is not on the axis of 'scale_axis'"),
+        (["run", "prefix_vs_prompt", "--only", "model=tiny"], "has no axes"),
     ],
 )
 def test_cli_refuses_bad_arguments(argv, message, capsys):

@@ -3,6 +3,7 @@
     python -m prefixlab.studies list
     python -m prefixlab.studies run prefix_vs_prompt [--preset cpu|fast|gpu] [--out results/]
                                     [--no-cache] [--threads 1] [--quiet]
+                                    [--only AXIS=VALUE]
     python -m prefixlab.studies show prefix_vs_prompt [--results results/]
 
 `run` writes results/<name>.csv, .json and .tables.npz; `show` prints the verdict table of the
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="retrain every run (honest timing)")
     run.add_argument("--threads", default="1", help="torch threads (default 1)")
     run.add_argument("--quiet", action="store_true", help="no line per run")
+    run.add_argument("--only", action="append", default=None, metavar="AXIS=VALUE[,VALUE]",
+                     help="run only these axis points and merge them into the results already "
+                     "in --out (repeatable), e.g. --only model=mini")  # fmt: skip
     show = sub.add_parser("show", help="print the verdict table of a study's committed results")
     show.add_argument("name", help="a registered study (see `list`)")
     show.add_argument("--results", default=None, help="folder of the files (default: results/)")
@@ -47,6 +51,19 @@ def _folder(parser, option: str, value):
     if not str(value).strip() or path.is_file():
         parser.error(f"{option} must be a folder, got {value!r}.")
     return path
+
+
+def _only(parser, items):
+    """--only AXIS=V1,V2 options as {axis: [values]} (None when not given)."""
+    if not items:
+        return None
+    only = {}
+    for item in items:
+        axis, sep, values = item.partition("=")
+        if not sep or not axis.strip() or not values.strip():
+            parser.error(f"--only takes AXIS=VALUE[,VALUE], got {item!r} (e.g. model=mini).")
+        only.setdefault(axis.strip(), []).extend(v.strip() for v in values.split(",") if v.strip())
+    return only
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,9 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     if threads < 1:
         parser.error(f"--threads must be an int >= 1, got {args.threads!r}.")
     out = _folder(parser, "--out", args.out)
+    only = _only(parser, args.only)
     import torch
 
-    from prefixlab.studies.protocol import check_eval_tables, run_study
+    from prefixlab.studies.protocol import check_eval_tables, run_study, select_points
+
+    if only is not None:
+        try:
+            select_points(study, only)
+        except ValueError as err:
+            parser.error(str(err))
 
     try:
         check_eval_tables(study, study.base_config(args.preset))
@@ -102,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     torch.set_num_threads(threads)
     results = run_study(study, preset=args.preset, out=out, cache=not args.no_cache,
-                        progress=not args.quiet)  # fmt: skip
+                        progress=not args.quiet, only=only)  # fmt: skip
     info = results.provenance
     print(
         f"{study.name}: {info['runs']} runs ({info['cached_runs']} from the cache) in "

@@ -274,6 +274,12 @@ class Study:
             problems.append(f"{len(self.seeds)} seeds at the best rate (asks >= {MIN_SEEDS})")
         if self.n_eval_tables < MIN_EVAL_TABLES:
             problems.append(f"{self.n_eval_tables} eval tables (asks >= {MIN_EVAL_TABLES})")
+        n_val = self.base_config().n_val_mrs
+        if n_val is not None and n_val < MIN_EVAL_TABLES:
+            problems.append(
+                f"validation loss and table gain on {n_val} validation tables (asks >= "
+                f"{MIN_EVAL_TABLES}: overrides n_val_mrs={MIN_EVAL_TABLES})"
+            )
         return problems
 
     def with_(self, **changes) -> Study:

@@ -205,6 +205,7 @@ def run_study(
     out=None,
     cache: bool = True,
     progress: bool = True,
+    only: Mapping | None = None,
 ) -> StudyResults:
     """Run both stages of a study and write its results files.
 
@@ -215,6 +216,10 @@ def run_study(
         cache: read and write the run cache (`prefixlab.run_cache`); the JSON counts the runs
             read from it, since their time is not in wall_seconds.
         progress: one line per run on stderr.
+        only: {axis: value or list of values}: run only the matching axis points and merge
+            them into the study's results already in `out` (their rows for other points are
+            kept; the JSON lists each part with its own commit and wall time). For a long axis
+            point run on its own, e.g. {"model": "mini"}.
     Returns:
         The results as `read_results` reads them back from `out`.
     """
@@ -225,6 +230,8 @@ def run_study(
     require_bool("progress", progress)
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise ValueError(f"out must be a folder path, got {out!r}.")
+    points = select_points(study, only)
+    previous = _previous_parts(study, out) if only is not None else None
     problems = study.protocol_problems()
     start = time.monotonic()
     load_start = load_average()
@@ -233,7 +240,7 @@ def run_study(
     runner = _Runner(study, base, cache=cache, progress=progress)
     if problems:
         runner.log(f"Study {study.name!r} is below the protocol: {'; '.join(problems)}.")
-    for point in study.points():
+    for point in points:
         for arm in study.arms:
             best = runner.tune(arm, point) if arm.tuned else None
             if arm.tuned and best is None:
@@ -249,5 +256,101 @@ def run_study(
         protocol_problems=problems,
         grids=runner.grids,
     )
-    write_results(study, table, runner.tables, info, out)
+    if previous is not None:
+        table, tables, info = _merge(study, previous, points, table, runner.tables, info)
+    else:
+        tables = runner.tables
+    write_results(study, table, tables, info, out)
     return read_results(study.name, out)
+
+
+def select_points(study: Study, only: Mapping | None) -> list[dict]:
+    """The study's axis points that match `only` ({axis: value or values}; None = all).
+
+    Raises:
+        ValueError: for an axis the study does not have or a value not on its axis.
+    """
+    points = study.points()
+    if only is None:
+        return points
+    if not isinstance(only, Mapping) or not only:
+        raise ValueError(f"only must be a non-empty dict {{axis: values}}, got {only!r}.")
+    if not study.axes:
+        raise ValueError(f"Study {study.name!r} has no axes, so `only` has nothing to select; "
+                         "leave it out.")  # fmt: skip
+    wanted = {}
+    for axis, values in only.items():
+        if axis not in study.axes:
+            raise ValueError(
+                f"Study {study.name!r} has no axis {axis!r}; its axes: {', '.join(study.axes)}."
+            )
+        values = list(values) if isinstance(values, (list, tuple, set)) else [values]
+        known = {str(v): v for v in study.axes[axis]}
+        bad = [v for v in values if str(v) not in known]
+        if bad or not values:
+            raise ValueError(
+                f"{axis}={bad or values!r} is not on the axis of {study.name!r}; its values: "
+                f"{', '.join(map(str, study.axes[axis]))}."
+            )
+        wanted[axis] = {str(v) for v in values}
+    return [p for p in points if all(str(p[a]) in v for a, v in wanted.items())]
+
+
+def _previous_parts(study: Study, out):
+    """The results already in `out` for a partial run (None when there are none); an error
+    when they were made by another definition of the study."""
+    try:
+        previous = read_results(study.name, out)
+    except FileNotFoundError:
+        return None
+    if previous.study.to_dict() != study.to_dict():
+        raise ValueError(
+            f"The results of {study.name!r} in {previous.paths['csv'].parent} were made by "
+            "another definition of the study, so a part cannot join them; run the whole study "
+            "(leave out `only`) or write to another folder."
+        )
+    return previous
+
+
+def _merge(study: Study, previous: StudyResults, points, table, tables, info):
+    """`previous` with its rows at `points` replaced by this run's (table, tables, info)."""
+    axes = list(study.axes)
+    ran = {tuple(str(p[a]) for a in axes) for p in points}
+    old = previous.table
+    keys = old[axes].astype(str).apply(tuple, axis=1) if len(old) else pd.Series([], dtype=object)
+    kept = old[~keys.isin(ran)] if len(old) else old
+    merged_table = pd.concat([kept, table], ignore_index=True)
+    order = {tuple(str(p[a]) for a in axes): i for i, p in enumerate(study.points())}
+    merged_table = merged_table.iloc[
+        sorted(range(len(merged_table)),
+               key=lambda i: (order[tuple(str(merged_table.iloc[i][a]) for a in axes)], i))
+    ].reset_index(drop=True)  # fmt: skip
+    merged_tables = {k: v for k, v in previous.tables.items() if k in set(kept["run_id"])}
+    merged_tables.update(tables)
+    old_info = {k: v for k, v in previous.provenance.items() if k != "study"}
+    parts = old_info.pop("parts", None) or [old_info]
+    for part in parts:  # a part re-run replaces the old one's points
+        part["points"] = [p for p in part.get("points", _points_of(old, axes)) if
+                          tuple(str(p[a]) for a in axes) not in ran]  # fmt: skip
+    parts = [p for p in parts if p["points"]]
+    parts.append({**info, "points": points})
+    grids = [g for part in parts for g in part.get("grids", [])
+             if tuple(str(g[a]) for a in axes) in {tuple(str(p[a]) for a in axes)
+                                                   for p in part["points"]}]  # fmt: skip
+    merged = {
+        **info,
+        "wall_seconds": sum(p["wall_seconds"] for p in parts),
+        "runs": len(merged_table),
+        "cached_runs": int(merged_table["cached"].astype(bool).sum()),
+        "grids": grids,
+        "parts": parts,
+    }
+    return merged_table, merged_tables, merged
+
+
+def _points_of(table: pd.DataFrame, axes) -> list[dict]:
+    """The distinct axis points of a results table, in order of appearance."""
+    seen = []
+    for _, row in table[axes].drop_duplicates().iterrows():
+        seen.append({a: row[a] for a in axes})
+    return seen
