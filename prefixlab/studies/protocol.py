@@ -298,12 +298,17 @@ def select_points(study: Study, only: Mapping | None) -> list[dict]:
 
 def _previous_parts(study: Study, out):
     """The results already in `out` for a partial run (None when there are none); an error
-    when they were made by another definition of the study."""
+    when they were made by another definition of the study (fewer axis values are fine)."""
     try:
         previous = read_results(study.name, out)
     except FileNotFoundError:
         return None
-    if previous.study.to_dict() != study.to_dict():
+    before, now = previous.study.to_dict(), study.to_dict()
+    axes_before, axes_now = before.pop("axes"), now.pop("axes")
+    same_axes = list(axes_before) == list(axes_now) and all(
+        {str(v) for v in axes_before[a]} <= {str(v) for v in axes_now[a]} for a in axes_now
+    )  # the committed points may be fewer than the study's (parts still to run)
+    if before != now or not same_axes:
         raise ValueError(
             f"The results of {study.name!r} in {previous.paths['csv'].parent} were made by "
             "another definition of the study, so a part cannot join them; run the whole study "
