@@ -7,7 +7,7 @@ shows them all.
 from __future__ import annotations
 
 from prefixlab._validate import did_you_mean
-from prefixlab.studies.definition import Study
+from prefixlab.studies.definition import Arm, Study
 
 STUDIES: dict[str, Study] = {}
 
@@ -47,12 +47,34 @@ register(
     Study(
         name="prefix_vs_prompt",
         description="Prompt tuning, direct prefix tuning and prefix tuning through the MLP on "
-        "the embedded tiny model and the synthetic E2E data, each at its own tuned rate.",
+        "the embedded tiny model and the synthetic E2E data, each at its own tuned rate, all "
+        "started from real-token vectors (init='vocab', Lester et al.'s and Li & Liang's "
+        "better initialization).",
         arms=("prompt", "prefix", "prefix+mlp"),
         preset="cpu",
-        overrides={"n_val_mrs": 200},  # validation loss and table gain on 200 tables
+        overrides={"n_val_mrs": 200, "init": "vocab"},  # validation on 200 tables
         tuning_seeds=(100,),  # rates are chosen on a seed that is not among the reported ones
         pairs=(("prefix", "prompt"), ("prefix+mlp", "prompt"), ("prefix+mlp", "prefix")),
+    )
+)
+
+register(
+    Study(
+        name="reference_points",
+        description="The reference points around prefix_vs_prompt (notebook 02), under the same "
+        "protocol and on the same tables: nothing trained, a soft prompt with as many "
+        "parameters as the prefix (P=80), LoRA and full fine-tuning, each at its own tuned "
+        "rate.",
+        arms=(
+            "none",
+            Arm("prompt P=80", "prompt", {"prefix_length": 80, "init": "vocab"}),
+            "lora",
+            "full",
+        ),
+        preset="cpu",
+        overrides={"n_val_mrs": 200},
+        tuning_seeds=(100,),
+        pairs=(("prompt P=80", "none"), ("lora", "none"), ("full", "lora")),
     )
 )
 
