@@ -609,3 +609,43 @@ def test_scale_axis_plot_draws_one_panel_per_metric_and_checks_sizes():
     assert titles == ["loss", "gain"]
     with pytest.raises(ValueError, match="positive parameter counts"):
         plot_scale_axis(df.assign(parameters=0), title="bad")
+
+
+def test_estimates_plot_draws_each_interval_where_the_data_says():
+    import numpy as np
+    import pandas as pd
+
+    from prefixlab.plotting import plot_estimates
+
+    df = pd.DataFrame({
+        "metric": ["loss", "loss", "bleu", "bleu"],
+        "label": ["prompt", "prefix - prompt", "prompt", "prefix - prompt"],
+        "estimate": [1.2, -0.05, 20.0, np.nan],
+        "low": [1.1, -0.1, 18.0, np.nan],
+        "high": [1.3, 0.02, 22.0, np.nan],
+    })  # fmt: skip
+    fig = plot_estimates(df, title="t", reference=0.0)
+    loss, bleu = fig.axes
+    assert [t.get_text() for t in loss.get_yticklabels()] == ["prompt", "prefix - prompt"]
+    bars = [x for x in (line.get_xdata() for line in loss.lines) if len(x) == 2 and x[0] != x[1]]
+    assert sorted(tuple(b) for b in bars) == [(-0.1, 0.02), (1.1, 1.3)]
+    assert sum(len(line.get_xdata()) == 2 for line in bleu.lines) == 2  # zero line + prompt
+    with pytest.raises(ValueError, match="label"):
+        plot_estimates(df.drop(columns="label"), title="bad")
+
+
+def test_lr_sweep_rings_the_chosen_rate():
+    import pandas as pd
+
+    from prefixlab.plotting import plot_lr_sweep
+
+    df = pd.DataFrame({"arm": ["prompt"] * 3 + ["prefix"] * 3, "lr": [0.01, 0.1, 1.0] * 2,
+                       "final_val_loss": [1.3, 1.1, 1.2, 1.2, 1.0, 1.5],
+                       "chosen": [False, True, False, False, True, False]})  # fmt: skip
+    fig = plot_lr_sweep(df, hue="arm", chosen="chosen", title="t")
+    ax = fig.axes[0]
+    rings = [c for c in ax.collections if c.get_sizes().max() > 100]
+    assert sorted(tuple(c.get_offsets()[0]) for c in rings) == [(0.1, 1.0), (0.1, 1.1)]
+    assert "chosen rate" in [t.get_text() for t in ax.get_legend().get_texts()]
+    with pytest.raises(ValueError, match="picked"):
+        plot_lr_sweep(df, hue="arm", chosen="picked", title="t")

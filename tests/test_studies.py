@@ -25,6 +25,7 @@ from prefixlab.studies import (
     Arm,
     Study,
     cli,
+    combine_results,
     get_study,
     live_slice,
     protocol,
@@ -268,6 +269,35 @@ def test_only_is_validated(only, message, tmp_path):
 def test_only_needs_an_axis(tmp_path):
     with pytest.raises(ValueError, match="has no axes"):
         run_study(SMALL, out=tmp_path, progress=False, only={"model": "tiny"})
+
+
+def test_combined_studies_pair_arms_across_studies(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        protocol, "run_experiment",
+        _stand_in({"prefix": 0.03, "prompt": 0.03, "lora": 0.03}, {"prefix": 0, "prompt": 1,
+                  "lora": 2}, {"prefix": 0.5, "prompt": 0.5, "lora": 0.5}),
+    )  # fmt: skip
+    one = run_study(SMALL, out=tmp_path / "a", progress=False)
+    other = SMALL.with_(
+        name="other", arms=("lora",), pairs=(), overrides={**SMALL.overrides, "init": "vocab"}
+    )
+    two = run_study(other, out=tmp_path / "b", progress=False)
+    both = combine_results(one, two, name="both", pairs=[("prefix", "lora")])
+    assert [a.label for a in both.study.arms] == ["prompt", "prefix", "lora"]
+    assert both.study.arms[2].config["init"] == "vocab" and both.study.overrides == {}
+    assert both.study.pairs == (("prefix", "prompt"), ("prefix", "lora"))
+    assert set(both.provenance["combined"]) == {"small_check", "other"}
+    table = verdict_table(both, metrics=["slot_error_rate"], n_resamples=100)
+    diff = table[table["kind"] == "difference"].set_index("versus")["verdict"]
+    assert diff.to_dict() == {"prompt": "prefix better", "lora": "prefix better"}
+    with pytest.raises(ValueError, match="differ in seeds"):
+        three = run_study(other.with_(name="third", seeds=(0, 1, 2)), out=tmp_path / "c",
+                          progress=False)  # fmt: skip
+        combine_results(one, three, name="x")
+    with pytest.raises(ValueError, match="share arm labels"):
+        combine_results(one, one, name="x")
+    with pytest.raises(ValueError, match="at least two"):
+        combine_results(one, name="x")
 
 
 def test_paired_differences_have_the_right_sign(stand_in_results):

@@ -47,7 +47,7 @@ from .interactive import (
     loss_curves_plotly,
     setup_notebook,
 )
-from .sweeps import plot_length_sweep, plot_lr_sweep, plot_scale_axis
+from .sweeps import plot_estimates, plot_length_sweep, plot_lr_sweep, plot_scale_axis
 from .theme import (
     EXTRA_COLORS,
     HEATMAP_CMAP,
@@ -84,6 +84,7 @@ __all__ = [
     "plot_loss_curves",
     "plot_lr_sweep",
     "plot_scale_axis",
+    "plot_estimates",
     "plot_metric_bars",
     "plot_parameter_counts",
     "plot_seed_bands",

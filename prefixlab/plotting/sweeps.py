@@ -54,6 +54,7 @@ def plot_lr_sweep(
     xlabel: str = "learning rate",
     ylabel: str | None = None,
     diverged_above: float | None = None,
+    chosen: str | None = None,
 ) -> Figure:
     """Final metric against learning rate (log x): a dot per run, a line through the medians.
 
@@ -63,8 +64,10 @@ def plot_lr_sweep(
     Args:
         df: one row per run (method, lr, seed, ...), with columns `x`, `y` and `hue`; the
             default `y` is the column `run_grid` writes (`final_val_loss`).
+        chosen: a boolean column marking each hue's chosen rate (e.g. `sweep_table`'s
+            "chosen"), drawn as a ring under the legend entry "chosen rate".
     """
-    _check_frame(df, [x, y, hue])
+    _check_frame(df, [x, y, hue, *([chosen] if chosen is not None else [])])
     lrs = df[x].to_numpy(float)
     if not (np.isfinite(lrs) & (lrs > 0)).all():
         raise ValueError(f"Column {x!r} must hold positive, finite learning rates (log axis).")
@@ -76,6 +79,15 @@ def plot_lr_sweep(
         fig, axes = _subplots(figsize=(8.2, 4.2))
         ax = axes[0, 0]
         handles = _sweep(ax, df, x, y, hue, diverged)
+        if chosen is not None:
+            marked = df[df[chosen].astype(bool).to_numpy() & ~diverged]
+            styles = _line_styles(list(pd.unique(df[hue])))
+            for group, rows in marked.groupby(hue, sort=False):
+                ax.scatter(rows[x], rows[y], s=190, facecolors="none", lw=1.8, zorder=4,
+                           edgecolors=styles[group][0])  # fmt: skip
+            if len(marked):
+                handles.append(Line2D([], [], ls="none", marker="o", ms=11, mfc="none",
+                                      mec="#333333", mew=1.6, label="chosen rate"))  # fmt: skip
         if diverged.any():
             counted = _draw_diverged(ax, df, x, hue, diverged, values)
             label = "diverged (k/n runs)" if counted else "diverged"
@@ -185,5 +197,43 @@ def plot_scale_axis(df: pd.DataFrame, *, title: str) -> Figure:
             ax.set_xticks(x, [f"{v / 1e6:.2g}M" for v in x])
             ax.minorticks_off()
             ax.set(xlabel="model parameters", ylabel="difference", title=name)
+        _suptitle(fig, title)
+    return fig
+
+
+def plot_estimates(df: pd.DataFrame, *, title: str, reference: float | None = None) -> Figure:
+    """Estimates with their intervals, one row per label and one panel per metric.
+
+    Args:
+        df: columns metric, label, estimate, low, high (e.g. `verdict_table` rows with a label
+            column: an arm for estimates, "A - B" for differences); rows in the order to draw,
+            top to bottom.
+        reference: a vertical line at this value in every panel (0 for differences).
+    Returns:
+        Figure with one Axes per metric: a dot per label and its interval as a bar.
+    """
+    _check_frame(df, ["metric", "label", "estimate", "low", "high"])
+    metrics = list(pd.unique(df["metric"]))
+    labels = list(pd.unique(df["label"]))
+    styles = _line_styles([str(label).split(" - ")[0] for label in labels])
+    with style():
+        fig, axes = _subplots(1, len(metrics), figsize=(3.3 * len(metrics) + 1.6,
+                                                        0.42 * len(labels) + 1.6),
+                              sharey=True)  # fmt: skip
+        for ax, name in zip(axes[0], metrics, strict=True):
+            rows = df[df["metric"] == name].set_index("label").reindex(labels)
+            y = np.arange(len(labels))[::-1]
+            if reference is not None:
+                ax.axvline(reference, color=NEUTRAL_COLOR, lw=1.0, zorder=1)
+            for yi, (label, row) in zip(y, rows.iterrows(), strict=True):
+                if not np.isfinite(row["estimate"]):
+                    continue
+                color = styles[str(label).split(" - ")[0]][0]
+                ax.plot([row["low"], row["high"]], [yi, yi], color=color, lw=2.4, zorder=2,
+                        solid_capstyle="butt")  # fmt: skip
+                ax.plot([row["estimate"]], [yi], "o", color=color, ms=6.5, zorder=3)
+            ax.set_yticks(y, [str(label) for label in labels])
+            ax.set(title=name.replace("_", " "))
+            ax.grid(axis="y", visible=False)
         _suptitle(fig, title)
     return fig

@@ -3,11 +3,11 @@ results, and the verdicts computed from them.
 
 - `definition`: `Study` (arms, learning-rate grid per arm, seeds, evaluation tables, axes)
   and `Arm`; the grid rule "a best rate on the edge adds one rate beyond it".
-- `registry`: the studies by name (`get_study`, `study_names`); `prefix_vs_prompt` so far.
+- `registry`: the studies by name (`get_study`, `study_names`); `prefix_vs_prompt`, `reference_points`, `scale_axis`.
 - `protocol`: `run_study`: stage 1 tunes each arm's rate on validation loss, stage 2 runs the
   seeds at the best rate and generates for the evaluation tables.
 - `results`: the files (`results/<name>.csv`, `.json` with provenance, `.tables.npz` with
-  per-table statistics), `read_results`.
+  per-table statistics), `read_results`, `combine_results` (several studies read as one).
 - `analysis`: `verdict_table` (estimates with intervals, paired differences with verdicts)
   and `sweep_table` (the learning-rate sweep).
 - `live`: `live_slice`, one committed run retrained and compared.
@@ -24,6 +24,7 @@ from prefixlab.studies.results import (
     CSV_COLUMNS,
     PROVENANCE_KEYS,
     StudyResults,
+    combine_results,
     read_results,
     result_paths,
     results_dir,
@@ -37,6 +38,7 @@ __all__ = [
     "Arm",
     "Study",
     "StudyResults",
+    "combine_results",
     "get_study",
     "live_slice",
     "read_results",

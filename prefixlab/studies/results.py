@@ -217,3 +217,53 @@ def read_results(name, folder: str | os.PathLike | None = None) -> StudyResults:
             run_id, _, kind = key.rpartition(".")
             tables.setdefault(run_id, {})[kind] = archive[key]
     return StudyResults(Study.from_dict(info["study"]), table, info, tables, paths)
+
+
+def combine_results(*parts, name: str, pairs: Sequence[tuple[str, str]] = ()) -> StudyResults:
+    """Several studies' results read as one, so that arms of different studies can be compared
+    (`analysis.verdict_table` pairs them on the same tables).
+
+    The studies must share what makes their runs comparable: seeds, evaluation tables
+    (`n_eval_tables`, `eval_split`), preset and axes; arm labels must differ. Each study's
+    `overrides` move into its arms' configs, so the combined definition still says how every
+    arm was run.
+
+    Args:
+        parts: StudyResults (`read_results`) or study names.
+        name: the combined study's name (it is never written to disk by this function).
+        pairs: (A, B) arm labels to compare; the parts' own pairs are kept as well.
+    """
+    if len(parts) < 2:
+        raise ValueError("combine_results takes at least two studies' results.")
+    results = [p if isinstance(p, StudyResults) else read_results(p) for p in parts]
+    first = results[0].study
+    shared = ("seeds", "n_eval_tables", "eval_split", "preset", "axes")
+    for other in results[1:]:
+        for key in shared:
+            if getattr(other.study, key) != getattr(first, key):
+                raise ValueError(
+                    f"{other.study.name!r} and {first.name!r} differ in {key} "
+                    f"({getattr(other.study, key)!r} vs {getattr(first, key)!r}); only studies "
+                    "run on the same seeds, tables, preset and axes can be combined."
+                )
+    arms = []
+    for part in results:
+        for arm in part.study.arms:
+            arms.append(type(arm)(arm.label, arm.method, {**part.study.overrides, **arm.config}))
+    labels = [a.label for a in arms]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"The studies share arm labels ({labels}); give them distinct labels.")
+    own = [tuple(p) for part in results for p in part.study.pairs]
+    study = first.with_(
+        name=name,
+        description="Combined from " + ", ".join(r.study.name for r in results) + ".",
+        arms=tuple(arms),
+        overrides={},
+        pairs=tuple(dict.fromkeys([*own, *(tuple(p) for p in pairs)])),
+        tuning_seeds=tuple(dict.fromkeys(s for r in results for s in r.study.tuning_seeds)),
+    )
+    table = pd.concat([r.table for r in results], ignore_index=True)
+    tables = {k: v for r in results for k, v in r.tables.items()}
+    info = {"combined": {r.study.name: {k: v for k, v in r.provenance.items() if k != "study"}
+                         for r in results}}  # fmt: skip
+    return StudyResults(study, table, info, tables, {})
