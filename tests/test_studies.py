@@ -397,6 +397,10 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
     line = live_slice(small_results, arm="prefix", seed=1)
     assert line.startswith("live slice matches the committed rows (prefix at lr ")
     assert "tolerance 0.01" in line
+    same, texts = live_slice(small_results, arm="prefix", seed=1, samples=2, cache=True)
+    assert same == line and len(texts) == 2 and {"mr", "text"} <= set(texts[0])
+    with pytest.raises(ValueError, match="samples must be an int >= 0"):
+        live_slice(small_results, samples=-1)
     for path in small_results.paths.values():
         shutil.copy(path, tmp_path / path.name)
     csv = tmp_path / "small_check.csv"

@@ -49,7 +49,8 @@ def live_slice(
     tolerance: float = TOLERANCE,
     cache: bool = False,
     progress: bool = False,
-) -> str:
+    samples: int = 0,
+):
     """Rerun one committed stage-2 run and compare its final validation loss to the CSV row.
 
     Args:
@@ -60,9 +61,13 @@ def live_slice(
         folder: where the committed files are (default `results.results_dir()`).
         tolerance: largest |live - committed| validation loss that still matches (nats/token).
         cache: allow the run cache (False retrains, which is what "live" means).
+        samples: also generate for the first `samples` evaluation tables (after the final
+            validation, so the compared loss is the same) and return them.
     Returns:
         One line: "live slice matches the committed rows (...)" or "live slice does NOT
-        match the committed rows (...)", with both values and the tolerance.
+        match the committed rows (...)", with both values and the tolerance; with `samples`,
+        (line, generations) where generations are `History.generations` (mr, text, refs,
+        slot errors per table).
     """
     results = study if isinstance(study, StudyResults) else read_results(study, folder)
     definition = results.study
@@ -79,11 +84,14 @@ def live_slice(
     require_number("tolerance", tolerance, above=0, hint="Try 0.01.")
     require_bool("cache", cache)
     require_bool("progress", progress)
+    require_int("samples", samples, low=0, hint="0 = no generation; e.g. 4 for four texts.")
     row = _committed_row(results, arm, seed, point)
     lr = None if math.isnan(row["lr"]) else float(row["lr"])
     base = definition.base_config(results.provenance["preset"])
     config = definition.run_config(base, arm, point, lr=lr, seed=seed, evaluate=False)
-    live, _, _ = run_experiment(config, cache=cache, progress=progress,
+    if samples:
+        config = config.with_(eval_mrs=samples)
+    live, history, _ = run_experiment(config, cache=cache, progress=progress,
                                 return_model=False)  # fmt: skip
     committed = float(row["final_val_loss"])
     value = float(live["final_val_loss"])
@@ -101,4 +109,5 @@ def live_slice(
     if int(live["steps_done"]) != int(row["steps_done"]):
         what += f"; steps {live['steps_done']} vs {int(row['steps_done'])}"
     verdict = "matches" if same else "does NOT match"
-    return f"live slice {verdict} the committed rows ({what})"
+    line = f"live slice {verdict} the committed rows ({what})"
+    return (line, history.generations) if samples else line
