@@ -28,6 +28,7 @@ from prefixlab.studies import (
     combine_results,
     get_study,
     live_slice,
+    point_differences,
     protocol,
     read_results,
     registry,
@@ -248,6 +249,31 @@ def test_a_part_of_an_axis_merges_into_the_committed_results(monkeypatch, tmp_pa
     with pytest.raises(ValueError, match="another definition"):
         run_study(study.with_(seeds=(0, 1, 2)), out=tmp_path, progress=False,
                   only={"prefix_length": 6})  # fmt: skip
+
+
+def test_point_differences_pair_axis_values_on_the_same_tables(monkeypatch, tmp_path):
+    def run_experiment(config, **kwargs):  # slot errors fall with P: 3 at P=2, 1 at P=6
+        row, history, _ = _stand_in({"prefix": 0.03, "prompt": 0.03}, {"prefix": 0, "prompt": 0},
+                                    {"prefix": 0.5, "prompt": 0.5})(config, **kwargs)  # fmt: skip
+        for g in history.generations:
+            g["missing"] = ["x"] * ((8 - config.prefix_length) // 2)
+        row["run_id"] += f"-P{config.prefix_length}"  # one run id per length
+        return row, history, None
+
+    monkeypatch.setattr(protocol, "run_experiment", run_experiment)
+    study = SMALL.with_(axes={"prefix_length": (2, 4, 6)})
+    results = run_study(study, out=tmp_path, progress=False)
+    table = point_differences(results, "prefix_length", 4, metrics=["slot_error_rate"],
+                              n_resamples=100)  # fmt: skip
+    assert table["prefix_length"].tolist() == [2, 6, 2, 6] and (table["versus"] == 4).all()
+    by = table.set_index(["arm", "prefix_length"])
+    assert by.loc[("prefix", 2), "estimate"] == pytest.approx(0.25)  # 3/4 - 2/4
+    assert by.loc[("prefix", 6), "verdict"] == "prefix_length=6 better"
+    assert by.loc[("prompt", 2), "verdict"] == "prefix_length=4 better"
+    with pytest.raises(ValueError, match="has no axis 'model'"):
+        point_differences(results, "model", "tiny")
+    with pytest.raises(ValueError, match="versus=5 is not on the axis"):
+        point_differences(results, "prefix_length", 5)
 
 
 @pytest.mark.parametrize(

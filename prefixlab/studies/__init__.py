@@ -9,13 +9,14 @@ results, and the verdicts computed from them.
 - `results`: the files (`results/<name>.csv`, `.json` with provenance, `.tables.npz` with
   per-table statistics), `read_results`, `combine_results` (several studies read as one).
 - `analysis`: `verdict_table` (estimates with intervals, paired differences with verdicts)
-  and `sweep_table` (the learning-rate sweep).
+  `sweep_table` (the learning-rate sweep) and `point_differences` (one axis value
+  against another, per arm, paired on the same tables).
 - `live`: `live_slice`, one committed run retrained and compared.
 
 Command line: `python -m prefixlab.studies list | run <name> | show <name>`.
 """
 
-from prefixlab.studies.analysis import METRICS, sweep_table, verdict_table
+from prefixlab.studies.analysis import METRICS, point_differences, sweep_table, verdict_table
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.live import live_slice
 from prefixlab.studies.protocol import run_study
@@ -41,6 +42,7 @@ __all__ = [
     "combine_results",
     "get_study",
     "live_slice",
+    "point_differences",
     "read_results",
     "register",
     "result_paths",

@@ -195,3 +195,73 @@ def sweep_table(study, folder=None) -> pd.DataFrame:
     table["_arm"] = table["arm"].map(order)
     table = table.sort_values([*results.study.axes, "_arm", "lr"], kind="stable")
     return table.drop(columns="_arm").reset_index(drop=True)
+
+
+def point_differences(
+    study,
+    axis: str,
+    versus,
+    folder=None,
+    *,
+    metrics: Sequence[str] | None = None,
+    n_resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Along one axis, each value minus the value `versus`, per arm, paired on the same tables.
+
+    For example `point_differences("prefix_length", "prefix_length", 10)`: how much each
+    length changes each arm's metrics against P=10, with intervals and verdicts ("<value>
+    better", "<versus> better", "not resolved"). The runs at both values must have scored the
+    same tables (same split and data seed), which is checked.
+
+    Returns:
+        DataFrame: axis value, `versus`, metric, arm, estimate, low, high, seeds, tables, verdict.
+    """
+    results = study if isinstance(study, StudyResults) else read_results(study, folder)
+    definition = results.study
+    if axis not in definition.axes:
+        raise ValueError(
+            f"Study {definition.name!r} has no axis {axis!r}; its axes: "
+            f"{', '.join(definition.axes) or 'none'}."
+        )
+    values = {str(v): v for v in definition.axes[axis]}
+    if str(versus) not in values:
+        raise ValueError(
+            f"versus={versus!r} is not on the axis {axis!r}; its values: {', '.join(values)}."
+        )
+    metrics = tuple(METRICS) if metrics is None else tuple(metrics)
+    for name in metrics:
+        require_choice("each of metrics", name, tuple(METRICS))
+    options = dict(n_resamples=n_resamples, confidence=confidence, seed=seed)
+    rows = results.stage("seeds")
+    at = {key: rows[rows[axis].astype(str) == key] for key in values}
+    out = []
+    for name in metrics:
+        metric = METRICS[name]
+        for arm in (a.label for a in definition.arms):
+            base, base_digest = _stats(
+                results, at[str(versus)][at[str(versus)]["arm"] == arm], metric
+            )
+            for key, value in values.items():
+                if key == str(versus):
+                    continue
+                other, digest = _stats(results, at[key][at[key]["arm"] == arm], metric)
+                row = {axis: value, "versus": values[str(versus)], "metric": name, "arm": arm}
+                if other is None or base is None:
+                    out.append({**row, "estimate": np.nan, "low": np.nan, "high": np.nan,
+                                "seeds": "0", "tables": 0, "verdict": "no data"})  # fmt: skip
+                    continue
+                if digest != base_digest:
+                    raise ValueError(
+                        f"{axis}={key} and {axis}={versus} were scored on different tables for "
+                        f"{name}; a paired difference needs the same tables."
+                    )
+                diff = bootstrap(other, metric.fn, minus=base, **options)
+                text = _verdict_text(diff, f"{axis}={key}", f"{axis}={versus}",
+                                     metric.lower_is_better)  # fmt: skip
+                out.append({**row, "estimate": diff.estimate, "low": diff.low, "high": diff.high,
+                            "seeds": f"{other.shape[0]} vs {base.shape[0]}",
+                            "tables": other.shape[1], "verdict": text})  # fmt: skip
+    return pd.DataFrame(out, columns=[axis, "versus", "metric", "arm", "estimate", "low", "high",
+                                      "seeds", "tables", "verdict"])  # fmt: skip

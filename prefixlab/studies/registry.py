@@ -94,3 +94,20 @@ register(
         pairs=(("prefix", "prompt"),),
     )
 )
+
+register(
+    Study(
+        name="prefix_length",
+        description="Prompt tuning and prefix tuning at prefix lengths 1, 4, 10 and 40 on the "
+        "embedded tiny model (notebook 05), each tuned at each length: where does each method's "
+        "validation loss stop improving with P (Li & Liang: about 10 for table-to-text; Lester "
+        "et al.: little gain past about 20)?",
+        arms=("prompt", "prefix"),
+        preset="cpu",
+        overrides={"n_val_mrs": 200, "init": "vocab"},
+        axes={"prefix_length": (1, 4, 10, 40)},
+        n_eval_tables=200,
+        tuning_seeds=(100,),
+        pairs=(("prefix", "prompt"),),
+    )
+)
