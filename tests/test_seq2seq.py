@@ -489,3 +489,93 @@ def test_load_seq2seq_refuses_a_causal_lm(tmp_path):
     make_gpt2().save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="load_model"):
         load_seq2seq(str(tmp_path))
+
+
+# -- attention recorder -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["prefix", "prompt"])
+def test_recorder_equals_output_attentions(s2s_model, method):
+    from prefixlab.seq2seq_hooks import record_seq2seq_attention, seq2seq_hook_name
+
+    if method == "prefix":
+        adapter = Seq2SeqPrefixTuning(s2s_model, P, seed=2)
+    else:
+        adapter = Seq2SeqPromptTuning(s2s_model, P, seed=2)
+    adapted = Seq2SeqAdaptedModel(s2s_model, adapter)
+    ids, mask, labels, dec_mask = pair_batch()
+    with torch.no_grad(), record_seq2seq_attention(adapted) as cache:
+        out = adapted(
+            ids, mask, labels=labels, decoder_attention_mask=dec_mask, output_attentions=True
+        )
+    assert cache.hook_names() == [
+        "encoder.blocks.0.attn.hook_pattern",
+        "encoder.blocks.1.attn.hook_pattern",
+        "decoder.blocks.0.attn.hook_pattern",
+        "decoder.blocks.1.attn.hook_pattern",
+        "decoder.blocks.0.cross_attn.hook_pattern",
+        "decoder.blocks.1.cross_attn.hook_pattern",
+    ]
+    S, T = ids.shape[1], labels.shape[1]
+    P_dec = P if method == "prefix" else 0
+    queries = {"encoder": S + (P - P_dec), "decoder": T, "cross": T}
+    keys = {"encoder": P + S, "decoder": P_dec + T, "cross": P + S}
+    returned = {
+        "encoder": out.encoder_attentions,
+        "decoder": out.decoder_attentions,
+        "cross": out.cross_attentions,
+    }
+    for part in PARTS:
+        assert cache.prefix_keys(part) == keys[part] - (S if part != "decoder" else T)
+        for layer in range(2):
+            pattern = cache[seq2seq_hook_name(part, layer)]
+            assert pattern.shape == (3, 4, queries[part], keys[part]), part
+            torch.testing.assert_close(pattern, returned[part][layer], atol=0, rtol=0)
+    prefix_mass = cache.pattern("cross", 1)[..., :P].sum(-1)  # [B, H, T]
+    assert (prefix_mass > 0).all() and (prefix_mass < 1).all()
+    modules = seq2seq_attention_modules(s2s_model)
+    hooks = [h for part in PARTS for m in modules[part] for h in m._forward_hooks.values()]
+    assert not [h for h in hooks if h.__module__ == "prefixlab.seq2seq_hooks"]  # ours removed
+
+
+# -- parameter counts -------------------------------------------------------------------------------
+
+
+def test_parameter_counts_of_published_models():
+    from prefixlab.seq2seq_accounting import seq2seq_accounting_table
+
+    table = seq2seq_accounting_table(prefix_length=10).set_index(["model", "method"])
+    full = table.xs("full", level="method")["trainable"]
+    # the published sizes: BART-base 140M, BART-large 406M, T5-small 60M, T5-base 220M
+    assert 139e6 < full["bart-base"] < 141e6 and 405e6 < full["bart-large"] < 407e6
+    assert 60e6 < full["t5-small"] < 61e6 and 222e6 < full["t5-base"] < 224e6
+    assert table.loc[("bart-base", "prefix:encoder"), "trainable"] == 10 * 6 * 2 * 768
+    assert table.loc[("bart-base", "prefix"), "trainable"] == 3 * 10 * 6 * 2 * 768
+    assert table.loc[("t5-small", "prompt"), "trainable"] == 10 * 512
+    mlp = table.loc[("t5-small", "prefix+mlp")]
+    assert mlp["stored"] == table.loc[("t5-small", "prefix"), "trainable"] < mlp["trainable"]
+
+
+def test_parameter_counts_match_a_built_adapter(s2s_model):
+    from prefixlab.seq2seq_accounting import seq2seq_parameter_counts
+
+    rows = {r["method"]: r for r in seq2seq_parameter_counts(s2s_model, P, mlp_hidden=16)}
+    direct = Seq2SeqPrefixTuning(s2s_model, P)
+    mlp = Seq2SeqPrefixTuning(s2s_model, P, reparam="mlp", mlp_hidden=16)
+    assert rows["prefix"]["trainable"] == sum(p.numel() for p in direct.parameters())
+    assert rows["prefix+mlp"]["trainable"] == sum(p.numel() for p in mlp.parameters())
+    prompt = Seq2SeqPromptTuning(s2s_model, P)
+    assert rows["prompt"]["trainable"] == prompt.weight.numel()
+
+
+def test_generic_artifact_functions_hand_over(s2s_model, tmp_path):
+    from prefixlab import export_peft, import_peft, load_adapter, save_adapter
+
+    prefix = Seq2SeqPrefixTuning(s2s_model, P, parts=("cross",), seed=6)
+    save_adapter(prefix, tmp_path / "ours", model=s2s_model)
+    assert torch.equal(
+        load_adapter(tmp_path / "ours", s2s_model).flat("cross"), prefix.flat("cross")
+    )
+    prompt = Seq2SeqPromptTuning(s2s_model, P, seed=6)
+    export_peft(prompt, tmp_path / "peft")
+    assert torch.equal(import_peft(tmp_path / "peft", s2s_model).flat(), prompt.flat())
