@@ -8,6 +8,8 @@ prefixlab's own format, a folder with
 An MLP-reparameterized prefix is always saved materialized (the MLP is a training device).
 PEFT's format (adapter_config.json + adapter_model.safetensors with "prompt_embeddings")
 holds the same matrix, so export and import are a copy plus a config.
+Encoder-decoder adapters (prefixlab.seq2seq) are handed to seq2seq_artifacts by all four
+functions.
 
 The base fingerprint (`loading.base_fingerprint`: shapes plus a checksum of the input
 embeddings) lets `load_adapter` warn when the model it loads onto has the same dimensions
@@ -27,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from prefixlab.loading import ModelDims, base_fingerprint, model_dims
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
+from prefixlab.seq2seq import Seq2SeqPrefixTuning, Seq2SeqPromptTuning
 
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "adapter.safetensors"
@@ -40,6 +43,11 @@ def _check_adapter(adapter) -> None:
         raise ValueError(
             f"Expected a PrefixTuning or PromptTuning adapter, got {type(adapter).__name__}."
         )
+
+
+def _is_seq2seq(adapter) -> bool:
+    """An encoder-decoder adapter (prefixlab.seq2seq): saved by seq2seq_artifacts."""
+    return isinstance(adapter, (Seq2SeqPrefixTuning, Seq2SeqPromptTuning))
 
 
 def _base_name(model) -> str | None:
@@ -56,6 +64,10 @@ def save_adapter(adapter, path, *, model=None, metadata: dict | None = None) -> 
             without it, the fingerprint of the model the adapter was built for is kept).
         metadata: JSON-serializable training details (steps, lr, losses, ...).
     """
+    if _is_seq2seq(adapter):
+        from prefixlab.seq2seq_artifacts import save_seq2seq_adapter
+
+        return save_seq2seq_adapter(adapter, path, model=model, metadata=metadata)
     _check_adapter(adapter)
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -153,6 +165,10 @@ def load_adapter(path, model, *, method: str | None = None):
             not fit the model.
     """
     info = read_adapter_info(path)
+    if info.get("architecture") == "encoder-decoder":
+        from prefixlab.seq2seq_artifacts import load_seq2seq_adapter
+
+        return load_seq2seq_adapter(path, model, method=method)
     if info.get("format") != "prefixlab-adapter":
         raise ValueError(f"{path} is not a prefixlab adapter (format={info.get('format')!r}).")
     saved_method = info["method"]
@@ -171,6 +187,10 @@ def load_adapter(path, model, *, method: str | None = None):
 
 def export_peft(adapter, path, *, model=None, base_model_name: str | None = None) -> Path:
     """Write `adapter` in PEFT's adapter format (loadable by `PeftModel.from_pretrained`)."""
+    if _is_seq2seq(adapter):
+        from prefixlab.seq2seq_artifacts import export_peft_seq2seq
+
+        return export_peft_seq2seq(adapter, path, model=model, base_model_name=base_model_name)
     _check_adapter(adapter)
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -218,6 +238,10 @@ def import_peft(path, model):
     if not config_file.is_file():
         raise FileNotFoundError(f"No {PEFT_CONFIG_NAME} in {folder}: not a PEFT adapter folder.")
     config = json.loads(config_file.read_text())
+    if config.get("task_type") == "SEQ_2_SEQ_LM":
+        from prefixlab.seq2seq_artifacts import import_peft_seq2seq
+
+        return import_peft_seq2seq(folder, model)
     peft_type = config.get("peft_type")
     methods = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt"}
     if peft_type not in methods:
