@@ -31,16 +31,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import platform
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from prefixlab._validate import did_you_mean, require_bool, require_choice, require_int
+from prefixlab._validate import require_bool, require_choice, require_int
 from prefixlab._validate import require_number as _require_number
 from prefixlab._version import __version__
 from prefixlab.artifacts import export_peft, save_adapter
@@ -62,58 +64,6 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 CHECKPOINTS = "checkpoints"
 STATE_NAME = "run_state.json"  # history and config, next to accelerate's files in a checkpoint
 METRICS_NAME = "metrics.json"
-
-# ---------------------------------------------------------------------------------------------
-# Recipes: published settings as RunConfig fields (docs/recipes.md cites their sources)
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """A named set of settings; options given by the caller override each of them."""
-
-    name: str
-    source: str  # where the numbers come from
-    run: dict  # RunConfig / TrainConfig fields
-    epochs: float | None = None  # passes over the training rows (steps follow from the data)
-
-
-RECIPES = {
-    # Li & Liang (2021), "Prefix-Tuning: Optimizing Continuous Prompts for Generation", ACL,
-    # table-to-text on E2E with GPT-2 Medium: the tuned E2E row of their hyperparameter table
-    # (5 epochs, batch 10, learning rate 8e-5, prefix length 5), the MLP reparameterization
-    # (hidden 512), AdamW with a linear schedule, beam search of width 5 at decoding.
-    "li-liang-e2e": Recipe(
-        name="li-liang-e2e",
-        source="Li & Liang 2021 (ACL), Section 5 and Appendix A; see docs/recipes.md",
-        run={
-            "model": "gpt2-medium",
-            "data": "e2e",
-            "method": "prefix+mlp",
-            "prefix_length": 5,
-            "mlp_hidden": 512,
-            "lr": 8e-5,
-            "batch_size": 10,
-            "warmup_steps": 0,
-            "schedule": "linear",
-            "weight_decay": 0.0,
-            "num_beams": 5,
-            "eval_split": "test",
-            "n_val_mrs": None,
-        },
-        epochs=5,
-    ),
-}
-
-
-def recipe(name: str) -> Recipe:
-    """The recipe called `name` (see RECIPES)."""
-    if name not in RECIPES:
-        raise ValueError(
-            f"Unknown recipe {name!r}.{did_you_mean(name, RECIPES)} Choose one of {tuple(RECIPES)}."
-        )
-    return RECIPES[name]
-
 
 # ---------------------------------------------------------------------------------------------
 # Checking the call
@@ -163,6 +113,23 @@ def _check_batch(batch_size: int, world: int, grad_accum: int) -> None:
             f"batch_size={batch_size} (the global batch) does not split evenly over {world} "
             f"process(es) x {grad_accum} accumulation step(s) = {shards} parts. Pass a "
             f"batch_size that is a multiple of {shards} (e.g. {fit}), or change grad_accum."
+        )
+
+
+def _warn_if_one_cpu_process(world: int) -> None:
+    """`accelerate launch --cpu --num_processes N` starts one process unless MPI is set up
+    (--mpirun_hostfile): it sets MASTER_ADDR but no WORLD_SIZE. Say so, and what works."""
+    env = os.environ
+    cpu_launch = env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if world == 1 and cpu_launch and "MASTER_ADDR" in env and "WORLD_SIZE" not in env:
+        warnings.warn(
+            "accelerate launch --cpu --num_processes N started a single process (accelerate "
+            "runs several CPU processes only through MPI, --mpirun_hostfile); this run trains on "
+            "one process. For N CPU processes use `accelerate launch --multi_gpu "
+            "--num_processes N -m prefixlab train --cpu ...` (torchrun underneath, gloo "
+            "backend) or `torchrun --nproc_per_node N -m prefixlab train --cpu ...`.",
+            RuntimeWarning,
+            stacklevel=3,
         )
 
 
@@ -301,6 +268,7 @@ def train_accelerated(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[History], bool | None] | None = None,
+    eval_mrs: int | str | None = None,
     recipe_name: str | None = None,
 ) -> dict:
     """Train `config`'s method through `accelerate.Accelerator` and write the results to `out`.
@@ -323,6 +291,9 @@ def train_accelerated(
         progress: a progress bar on the main process ($PREFIXLAB_PROGRESS=0 switches it off).
         callback: called as callback(history) after every update on every process; returning
             True stops the run (return the same on every process).
+        eval_mrs: after training, generate for this many MRs of config.eval_split (beam
+            width config.num_beams) and score them (sacrebleu BLEU, slot errors); "all" = every
+            MR of the split; None = config.eval_mrs.
         recipe_name: recorded in metrics.json (`prefixlab train --recipe`).
 
     Returns:
@@ -337,6 +308,8 @@ def train_accelerated(
     """
     _check_call(config, out, epochs, grad_accum, mixed_precision, checkpoint_every, resume,
                 progress, callback)  # fmt: skip
+    if eval_mrs not in (None, "all"):
+        require_int("eval_mrs", eval_mrs, low=0, hint="Or 'all' (the whole split), None.")
     out = Path(out)
     latest = latest_checkpoint(out)
     if latest is not None and not resume:
@@ -351,9 +324,13 @@ def train_accelerated(
     world, rank, main = (accelerator.num_processes, accelerator.process_index,
                          accelerator.is_main_process)  # fmt: skip
     _check_batch(config.train.batch_size, world, grad_accum)
+    _warn_if_one_cpu_process(world)
     requested = config
     model_name, data_name = lab_sources(config.model, config.data)  # offline: embedded default
     config = config.with_(model=model_name, data=data_name, device=str(accelerator.device))
+    if eval_mrs is not None:
+        n_eval = count_mrs(config.data, config.eval_split) if eval_mrs == "all" else eval_mrs
+        config = config.with_(eval_mrs=n_eval)
     with accelerator.main_process_first():  # the main process downloads, the others read
         adapted, tokenizer = build(config)
         train_enc = _encoded(config, tokenizer, "train", config.n_train_mrs, "n_train_mrs")
@@ -578,10 +555,7 @@ def count_mrs(data: str, split: str) -> int:
 
 __all__ = [
     "MIXED_PRECISION",
-    "RECIPES",
-    "Recipe",
     "count_mrs",
     "latest_checkpoint",
-    "recipe",
     "train_accelerated",
 ]
