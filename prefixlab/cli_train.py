@@ -45,6 +45,8 @@ CONFIG_OPTIONS = (
     ("data_seed", "data_seed"),
 )
 ALL, NONE = "all", "none"
+# options that take the word 'all' or 'none' for the field's None
+NULLABLE = ("n_train_mrs", "n_val_mrs", "eval_every", "eval_batches", "clip_grad_norm")
 
 
 def _int_or(word: str):
@@ -141,8 +143,12 @@ def train_options(args: argparse.Namespace, parser: argparse.ArgumentParser):
     from prefixlab.config import RunConfig
 
     given = {dest: getattr(args, dest) for dest, _ in CONFIG_OPTIONS}
-    # not given: None; 'all' / 'none' given: the field's None
-    given = {k: (None if v in (ALL, NONE) else v) for k, v in given.items() if v is not None}
+    # not given: None; 'all' / 'none' given to an option that takes it: the field's None
+    given = {
+        k: (None if k in NULLABLE and v in (ALL, NONE) else v)
+        for k, v in given.items()
+        if v is not None
+    }
     if args.steps is not None and args.epochs is not None:
         parser.error("give --steps or --epochs, not both.")
     config = RunConfig(eval_mrs=0)
