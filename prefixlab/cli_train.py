@@ -81,9 +81,10 @@ def add_train_parser(sub) -> argparse.ArgumentParser:
         "train",
         help="train a prefix, prompt, LoRA or the full model with Hugging Face Accelerate",
         description="Train one method on one model and write out/adapter (load_adapter), "
-        "out/peft, out/metrics.json. One device as it is; several with `accelerate launch "
-        "--num_processes N -m prefixlab train ...` (DDP). Defaults are RunConfig's; a --recipe "
-        "sets its own, and options given here override both.",
+        "out/peft, out/metrics.json. One device as it is; N GPUs with `accelerate launch "
+        "--num_processes N -m prefixlab train ...` (DDP); N CPU processes with `accelerate "
+        "launch --multi_gpu --num_processes N -m prefixlab train --cpu ...`. Defaults are "
+        "RunConfig's; a --recipe sets its own, and options given here override both.",
         argument_default=None,
     )
     what = p.add_argument_group("what to train")

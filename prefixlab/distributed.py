@@ -29,6 +29,7 @@ slot errors) run on the main process only.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 import os
@@ -64,6 +65,7 @@ MIXED_PRECISION = ("no", "fp16", "bf16")
 CHECKPOINTS = "checkpoints"
 STATE_NAME = "run_state.json"  # history and config, next to accelerate's files in a checkpoint
 METRICS_NAME = "metrics.json"
+PROCESS_GROUP_TIMEOUT = 3 * 3600  # seconds a process may wait for the main one (see below)
 
 # ---------------------------------------------------------------------------------------------
 # Checking the call
@@ -137,15 +139,21 @@ def _fresh_accelerator(*, cpu: bool, mixed_precision: str | None, grad_accum: in
     """An Accelerator with these settings. accelerate keeps process-wide state and refuses a
     second Accelerator with other settings (a notebook, the tests); that state is reset here,
     the process group (PartialState, set up by `accelerate launch`) is kept."""
-    from accelerate import Accelerator
+    from accelerate import Accelerator, InitProcessGroupKwargs
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state()
     GradientState._reset_state()
     if mixed_precision == "fp16" and (cpu or not torch.cuda.is_available()):
         raise ValueError("mixed_precision='fp16' needs a GPU; on a CPU pass 'bf16' or 'no'.")
+    # Validation and the final generation run on the main process while the others wait at
+    # a barrier: a generous timeout keeps a long beam search from tripping the default one.
+    wait = InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=PROCESS_GROUP_TIMEOUT))
     return Accelerator(
-        cpu=cpu, mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum
+        cpu=cpu,
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=grad_accum,
+        kwargs_handlers=[wait],
     )
 
 
