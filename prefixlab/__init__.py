@@ -13,7 +13,9 @@ The pieces, one module per idea:
 - attention.py  pure analysis: attention mass on the prefix, attention sink, entropy
 
 Training and experiments: config.py (RunConfig, presets), train.py (the loop), runs.py
-(whole runs and grids), run_cache.py (the on-disk cache), stability.py (loss measures).
+(whole runs and grids), run_cache.py (the on-disk cache), stability.py (loss measures),
+distributed.py (the same training on Hugging Face Accelerate, behind `prefixlab train`),
+recipes.py (published settings by name: `prefixlab train --recipe li-liang-e2e`).
 """
 
 from prefixlab._version import __version__
