@@ -19,6 +19,7 @@ from torch import nn
 from transformers import DynamicCache
 from transformers.modeling_outputs import CausalLMOutput
 
+from prefixlab.control import ControlPrefix
 from prefixlab.loading import cache_kwarg, model_dims
 from prefixlab.prefix import PrefixTuning, split_key_values
 from prefixlab.prompt import PromptTuning
@@ -66,13 +67,25 @@ class AdapterBank(nn.Module):
         return index
 
     def flat_rows(self, task_ids) -> torch.Tensor:
-        """Per-row adapter matrices. Returns [B, P, width] (width of one adapter's flat())."""
-        stack = torch.stack([a.flat() for a in self.adapters])  # [n_tasks, P, width]
-        return stack[self.task_index(task_ids).to(stack.device)]
+        """Per-row adapter matrices. Returns [B, P, width] (width of one adapter's flat()).
+
+        Only the adapters the batch uses are stacked, so a call costs the same with 10 or
+        1,000 adapters in the bank.
+        """
+        used, inverse = torch.unique(self.task_index(task_ids), return_inverse=True)
+        stack = torch.stack([self.adapters[i].flat() for i in used.tolist()])  # [n_used, P, w]
+        return stack[inverse.to(stack.device)]
+
+
+PER_ROW_ADAPTERS = (AdapterBank, ControlPrefix)  # adapters that pick rows by task_ids
 
 
 class AdaptedModel(nn.Module):
-    """A frozen causal LM plus one adapter (PrefixTuning, PromptTuning, an AdapterBank, or None).
+    """A frozen causal LM plus one adapter (PrefixTuning, PromptTuning, an AdapterBank, a
+    ControlPrefix, or None).
+
+    The model may carry LoRA (`prefixlab.lora.add_lora`): with a prefix that is the prefix +
+    LoRA hybrid (`prefixlab.hybrid`).
 
     `forward` returns a CausalLMOutput whose `logits` are [B, T, V] for the T real tokens,
     whichever method is used, and whose `loss` is the mean next-token cross-entropy over
@@ -83,9 +96,10 @@ class AdaptedModel(nn.Module):
         super().__init__()
         self.dims = model_dims(model)
         if adapter is not None:
-            if not isinstance(adapter, (PrefixTuning, PromptTuning, AdapterBank)):
+            if not isinstance(adapter, (PrefixTuning, PromptTuning) + PER_ROW_ADAPTERS):
                 raise ValueError(
-                    "adapter must be a PrefixTuning, a PromptTuning, an AdapterBank or None; "
+                    "adapter must be a PrefixTuning, a PromptTuning, an AdapterBank, a "
+                    "ControlPrefix or None; "
                     f"got {type(adapter).__name__}."
                 )
             _check_compatible(model, adapter)
@@ -104,15 +118,22 @@ class AdaptedModel(nn.Module):
         """[B, P, width] per-row adapter tensors, or None without an adapter."""
         if self.adapter is None:
             return None
-        if isinstance(self.adapter, AdapterBank):
+        if isinstance(self.adapter, PER_ROW_ADAPTERS):
             if task_ids is None:
-                raise ValueError("This model holds an AdapterBank: pass task_ids (one per row).")
+                what = type(self.adapter).__name__
+                raise ValueError(
+                    f"This model holds a {what}: pass task_ids (one task, or one set of "
+                    "attribute values, per row)."
+                )
             rows = self.adapter.flat_rows(task_ids)
             if rows.shape[0] != batch_size:
                 raise ValueError(f"task_ids has {rows.shape[0]} entries for {batch_size} rows.")
             return rows.to(device)
         if task_ids is not None:
-            raise ValueError("task_ids only applies to an AdapterBank; drop it for one adapter.")
+            raise ValueError(
+                "task_ids only applies to an AdapterBank or a ControlPrefix; drop it for one "
+                "adapter."
+            )
         return self.adapter.flat().unsqueeze(0).expand(batch_size, -1, -1)
 
     def model_inputs(self, input_ids, attention_mask=None, task_ids=None, repeat: int = 1) -> dict:
@@ -167,7 +188,8 @@ class AdaptedModel(nn.Module):
 
         Args:
             input_ids: [B, T]; attention_mask: [B, T]; labels: [B, T] with -100 where no loss.
-            task_ids: one task per row when the adapter is an AdapterBank.
+            task_ids: one task per row when the adapter is an AdapterBank; each row's
+                attribute values for a ControlPrefix (`ControlPrefix.value_index`).
             **kwargs: passed on to the model (e.g. output_attentions=True).
         Returns:
             CausalLMOutput with logits [B, T, V] and loss (a scalar, or None without labels);

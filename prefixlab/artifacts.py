@@ -40,8 +40,15 @@ PEFT_CONFIG_NAME = "adapter_config.json"
 
 def _check_adapter(adapter) -> None:
     if not isinstance(adapter, (PrefixTuning, PromptTuning)):
+        hint = ""
+        if type(adapter).__name__ == "AdaptedModel":
+            hint = (
+                " Pass adapted.adapter; for a prefix + LoRA hybrid use prefixlab.hybrid "
+                "(save_hybrid, export_peft_hybrid): PEFT holds prefix tuning and LoRA only as "
+                "two adapters applied in sequence, not as one."
+            )
         raise ValueError(
-            f"Expected a PrefixTuning or PromptTuning adapter, got {type(adapter).__name__}."
+            f"Expected a PrefixTuning or PromptTuning adapter, got {type(adapter).__name__}." + hint
         )
 
 
@@ -259,3 +266,91 @@ def import_peft(path, model):
             f"PEFT prefix has num_layers={config['num_layers']}, the model has {dims.n_layers}."
         )
     return _build(method, dims, int(config["num_virtual_tokens"]), weight, model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapter banks: N adapters (one per user or task) in one safetensors file
+# ---------------------------------------------------------------------------------------------
+
+BANK_FORMAT = "prefixlab-bank"
+
+
+def save_bank(bank, path, *, model=None) -> Path:
+    """Write an AdapterBank to ONE safetensors file; returns its path.
+
+    The file holds one tensor "weights" [N, P, width] (every adapter materialized, in bank
+    order) and, in the safetensors header, the method, P, the adapter names, the model dims
+    and the base fingerprint. N = 1,000 direct prefixes on the embedded tiny model (P=10,
+    width 1,024) is about 40 MB, one read.
+
+    Args:
+        path: the file to write (its folder is created); ".safetensors" is the usual suffix.
+        model: the base model, to record its name and fingerprint (else the first adapter's).
+    """
+    from prefixlab.adapted import AdapterBank
+
+    if not isinstance(bank, AdapterBank):
+        raise ValueError(f"Expected an AdapterBank, got {type(bank).__name__}.")
+    file = Path(path)
+    if file.is_dir():
+        raise ValueError(
+            f"{file} is a folder; pass a file path such as {file / 'bank.safetensors'}."
+        )
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        weights = torch.stack([a.materialize().flat() for a in bank.adapters])  # [N, P, width]
+    first = bank.adapters[0]
+    header = {
+        "format": BANK_FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "method": bank.method,
+        "prefix_length": str(bank.prefix_length),
+        "names": json.dumps(bank.names),
+        "dims": json.dumps(asdict(bank.dims)),
+        "base_model": json.dumps(_base_name(model)),
+        "base_fingerprint": json.dumps(
+            base_fingerprint(model) if model is not None else first.base_fingerprint
+        ),
+    }
+    save_file({"weights": weights.detach().contiguous().cpu()}, str(file), metadata=header)
+    return file
+
+
+def load_bank(path, model):
+    """Read a file written by `save_bank` into an AdapterBank for `model` (names kept).
+
+    Warns when the model's fingerprint differs from the saved base's; raises ValueError
+    naming the mismatch when the dims do not fit.
+    """
+    from safetensors import safe_open
+
+    from prefixlab.adapted import AdapterBank
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"No bank file {file}; save one with save_bank(bank, path).")
+    with safe_open(str(file), framework="pt") as handle:
+        header = handle.metadata() or {}
+        if header.get("format") != BANK_FORMAT:
+            raise ValueError(f"{file} is not a prefixlab bank (format={header.get('format')!r}).")
+        weights = handle.get_tensor("weights")  # [N, P, width]
+    method = header["method"]
+    saved = ModelDims(**json.loads(header["dims"]))
+    dims = model_dims(model)
+    _check_dims(saved, dims, method)
+    names = json.loads(header["names"])
+    if len(names) != weights.shape[0]:
+        raise ValueError(f"{file}: {len(names)} names for {weights.shape[0]} adapters.")
+    prefix_length = int(header["prefix_length"])
+    fingerprint = base_fingerprint(model)
+    info = {
+        "base_model": json.loads(header.get("base_model", "null")),
+        "base_fingerprint": json.loads(header.get("base_fingerprint", "null")),
+    }
+    _warn_if_other_base(file, info, model, fingerprint)
+    adapters = {}
+    for name, weight in zip(names, weights, strict=True):
+        adapter = _build(method, dims, prefix_length, weight, model)
+        adapter.base_fingerprint = fingerprint
+        adapters[name] = adapter
+    return AdapterBank(adapters)

@@ -247,7 +247,8 @@ def validation_loss(
         adapted: an AdaptedModel (or anything returning `.loss` for input_ids, attention_mask,
             labels).
         encoded: {"input_ids", "attention_mask", "labels"}, each [N, T]
-            (`prefixlab.batching.encode_for_training`).
+            (`prefixlab.batching.encode_for_training`), and optionally "task_ids" ([N] or
+            [N, n_attributes]) for an AdapterBank or a ControlPrefix.
         batch_size: rows per forward pass.
         max_batches: evaluate only the first n batches (a fixed subset, for speed).
     """
@@ -265,7 +266,10 @@ def validation_loss(
         n = int((batch["labels"][:, 1:] != -100).sum())  # tokens the loss averages over
         if n == 0:
             continue
-        loss = adapted(batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).loss
+        per_row = {"task_ids": batch["task_ids"]} if "task_ids" in batch else {}
+        loss = adapted(
+            batch["input_ids"], batch["attention_mask"], labels=batch["labels"], **per_row
+        ).loss
         total += float(loss) * n
         count += n
     if count == 0:

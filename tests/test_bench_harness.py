@@ -285,3 +285,22 @@ def test_a_section_without_results_writes_no_goals_and_no_numbers():
     assert training.goals(empty) == attention.goals(empty) == inference.goals(empty) == []
     assert prefix_length.notes(empty) == []
     assert "n/a" in training.notes(empty)[0]
+
+
+def test_serving_section_counts_bank_and_copies_memory():
+    from tiny_models import make_gpt2
+
+    from benchmarks.sections.serving import parameter_bytes, serve_users
+    from prefixlab.loading import model_dims
+
+    base = make_gpt2()
+    dims = model_dims(base)
+    prefix_bytes = 10 * dims.n_layers * 2 * dims.kv_dim * 4  # P=10, float32
+    small = serve_users(base, 3, rows=4, seq=5, rounds=1, warmup=0, measured_copies=5)
+    large = serve_users(base, 20, rows=4, seq=5, rounds=1, warmup=0, measured_copies=5)
+    assert small["copies_measured"] and not large["copies_measured"]
+    for found, n in ((small, 3), (large, 20)):
+        assert found["bank_bytes"] == parameter_bytes(base) + n * prefix_bytes
+        assert found["copies_bytes"] == n * parameter_bytes(base)
+        assert 1 <= found["distinct"] <= min(n, 4)
+        assert found["bank_rows_per_s"] > 0 and found["copies_rows_per_s"] > 0

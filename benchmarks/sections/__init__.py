@@ -11,6 +11,14 @@ SECTIONS where its output belongs; bench.py needs no change.
 
 from __future__ import annotations
 
-from benchmarks.sections import attention, inference, memory, prefix_length, scaling, training
+from benchmarks.sections import (
+    attention,
+    inference,
+    memory,
+    prefix_length,
+    scaling,
+    serving,
+    training,
+)
 
-SECTIONS = (training, attention, inference, prefix_length, scaling, memory)
+SECTIONS = (training, attention, inference, prefix_length, scaling, memory, serving)
