@@ -111,3 +111,21 @@ register(
         pairs=(("prefix", "prompt"),),
     )
 )
+
+register(
+    Study(
+        name="mlp_stability",
+        description="Direct prefix against prefix through the MLP (notebook 03, issue #18), each "
+        "on its own 7-rate grid from 1/30x to 30x its default, from three inits (random, zero, "
+        "real-token 'vocab'), 500 steps: does the MLP make training less sensitive to the rate "
+        "and the init, as Li & Liang report?",
+        arms=("prefix", "prefix+mlp"),
+        preset="cpu",
+        overrides={"n_val_mrs": 200, "steps": 500},
+        axes={"init": ("random", "zero", "vocab")},
+        n_rates=7,
+        n_eval_tables=200,
+        tuning_seeds=(100, 101, 102),  # three seeds at every rate: the spread is the question
+        pairs=(("prefix+mlp", "prefix"),),
+    )
+)
