@@ -36,6 +36,7 @@ from prefixlab.evaluate import (
     table_scores,
     validation_loss,
 )
+from prefixlab.infix import InfixTuning, separator_ids
 from prefixlab.loading import load_model
 from prefixlab.lora import add_lora
 from prefixlab.methods import method
@@ -129,6 +130,12 @@ def build(config: RunConfig):
         adapter = PrefixTuning(
             base, config.prefix_length, reparam=config.reparam, mlp_hidden=config.mlp_hidden,
             init=config.init, init_text=config.init_text, tokenizer=tokenizer, seed=seed,
+        )  # fmt: skip
+        return AdaptedModel(base, adapter), tokenizer
+    if adapter_kind == "infix":
+        adapter = InfixTuning(
+            base, config.prefix_length, separator=separator_ids(tokenizer), init=config.init,
+            init_text=config.init_text, tokenizer=tokenizer, seed=seed,
         )  # fmt: skip
         return AdaptedModel(base, adapter), tokenizer
     if config.method == "lora":
