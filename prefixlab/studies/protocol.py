@@ -53,9 +53,13 @@ def _n_train_mrs(config: RunConfig) -> int:
 def check_eval_tables(study: Study, base: RunConfig) -> None:
     """Fail before any training when an eval split holds fewer MRs than `n_eval_tables` (after
     the held-out filter, for runs that hold values out)."""
+    seen = set()
     for point in study.points():
         for arm in study.arms:
             config = study.run_config(base, arm.label, point, lr=None, seed=0, evaluate=True)
+            if (config.data, config.held_out) in seen:
+                continue
+            seen.add((config.data, config.held_out))
             held = len(data_pool(config, study.eval_split, "eval_mrs").mrs)
             if held < study.n_eval_tables:
                 where = f" using {', '.join(config.held_out)}" if config.held_out else ""
