@@ -293,6 +293,7 @@ class RunConfig:
         out.update({k: v for k, v in dataclasses.asdict(self.train).items()})
         out["lr"] = self.lr
         out["betas"] = list(self.train.betas)
+        out["held_out"] = list(self.held_out)  # as the run cache's JSON reads it back
         return out
 
 
