@@ -98,7 +98,9 @@ def parameter_counts(
             "percent_of_base": 100.0 * counts[row.name][0] / base,
             "stored": counts[row.name][1],
         }
-        for row in METHOD_TABLE  # the table's order, "none" (nothing to count) left out
+        # the table's order; "none" (nothing to count) and "infix" (a prefix's count, placed
+        # elsewhere; kept out of the series' accounting tables) left out
+        for row in METHOD_TABLE
         if row.name in counts
     ]
 

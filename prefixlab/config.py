@@ -31,10 +31,12 @@ from pathlib import Path
 from prefixlab._validate import (
     did_you_mean,
     is_number,
+    require_bool,
     require_choice,
     require_int,
     require_number,
 )
+from prefixlab.e2e.held_out import format_held_out, parse_held_out
 from prefixlab.e2e.load import offline
 from prefixlab.methods import METHOD_TABLE, METHODS, method
 from prefixlab.paths import EMBEDDED_MODELS
@@ -182,6 +184,8 @@ class RunConfig:
     num_beams: int = 1  # 1 = greedy decoding
     max_new_tokens: int = 64  # generation budget per MR
     data_seed: int = 0  # picks the MR subsets; fixed while the run seed varies
+    subsample_per_seed: bool = False  # True: the n_train_mrs subset changes with the run seed
+    held_out: tuple[str, ...] = ()  # "slot=value"s: train without them, evaluate on tables with
     device: str | None = None  # None = "cuda" when available, else "cpu"
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -211,6 +215,9 @@ class RunConfig:
         require_int("num_beams", self.num_beams, low=1, hint="1 = greedy.")
         require_int("max_new_tokens", self.max_new_tokens, low=1)
         require_int("data_seed", self.data_seed, low=0)
+        require_bool("subsample_per_seed", self.subsample_per_seed)
+        # "slot=value" strings, validated (e.g. 'food=Japanese'), stored as a tuple
+        object.__setattr__(self, "held_out", format_held_out(parse_held_out(self.held_out)))
         if self.device is not None and not isinstance(self.device, str):
             raise ValueError("device must be a string such as 'cpu' or 'cuda', or None.")
         if not isinstance(self.train, TrainConfig):
@@ -286,6 +293,7 @@ class RunConfig:
         out.update({k: v for k, v in dataclasses.asdict(self.train).items()})
         out["lr"] = self.lr
         out["betas"] = list(self.train.betas)
+        out["held_out"] = list(self.held_out)  # as the run cache's JSON reads it back
         return out
 
 

@@ -84,6 +84,11 @@ def _check_call(config, out, epochs, grad_accum, mixed_precision, checkpoint_eve
             "method='none' trains nothing; choose one of prefix, prefix+mlp, prompt, lora, full "
             "(the frozen baseline is prefixlab.runs.run_experiment(method='none'))."
         )
+    if config.method == "infix":
+        raise ValueError(
+            "method='infix' is not supported by the accelerated trainer (its artifacts are "
+            "prefix and prompt folders); train it with prefixlab.runs.run_experiment."
+        )
     if config.device not in (None, "cpu"):
         raise ValueError(
             f"device={config.device!r}: accelerate places each process on its own device. Pass "

@@ -5,7 +5,7 @@ changing a default learning rate) is one edit here:
 
     from prefixlab.methods import METHODS, method
 
-    METHODS                      # ("prefix", "prefix+mlp", "prompt", "lora", "full", "none")
+    METHODS    # ("prefix", "prefix+mlp", "prompt", "infix", "lora", "full", "none")
     method("prefix+mlp").default_lr, method("prefix+mlp").reparam   # 0.003, "mlp"
     method("prefix-mlp")         # ValueError: ... Did you mean 'prefix+mlp'?
 
@@ -30,7 +30,7 @@ class Method:
     label: str  # the full name, as in parameter-count tables ("prefix tuning (direct)")
     short_label: str  # the name in figures, legends and the lab ("prefix tuning")
     color: str  # one colour per method across the series (Okabe-Ito, colour-blind safe)
-    adapter: str | None  # "prefix" or "prompt" (the adapter module that trains); None = none
+    adapter: str | None  # "prefix", "prompt" or "infix" (the adapter module); None = none
     reparam: str  # "mlp" when the prefix is produced by an MLP while training, else "none"
     default_lr: float  # peak learning rate when TrainConfig.lr is None (0 = nothing trains)
     inits: tuple[str, ...]  # allowed `init` values; () when the method has no adapter init
@@ -48,6 +48,9 @@ METHOD_TABLE: tuple[Method, ...] = (
            "#56b4e9", "prefix", "mlp", 3e-3, PREFIX_INITS, True),
     Method("prompt", "prompt tuning", "prompt tuning", "#d55e00",  # vermillion: the contrast
            "prompt", "none", 3e-2, PROMPT_INITS, True),
+    # orange: a prefix's key/values placed between table and text (Li & Liang's Table 5)
+    Method("infix", "infix tuning (between table and text)", "infix tuning", "#e69f00",
+           "infix", "none", 3e-2, PREFIX_INITS, True),
     Method("lora", "LoRA", "LoRA", "#009e73",  # bluish green
            None, "none", 3e-3, (), False),
     Method("full", "full fine-tuning", "full fine-tuning", "#cc79a7",  # reddish purple

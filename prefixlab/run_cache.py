@@ -182,6 +182,8 @@ def canonical(config: RunConfig) -> RunConfig:
         changes["mlp_hidden"] = defaults.mlp_hidden
     if config.method != "lora":
         changes.update(lora_rank=defaults.lora_rank, lora_alpha=defaults.lora_alpha)
+    if config.n_train_mrs is None:  # every training MR: nothing to subsample per seed
+        changes["subsample_per_seed"] = False
     if config.method == "none":
         t = config.train
         changes["train"] = TrainConfig(

@@ -29,6 +29,12 @@ from prefixlab.adapted import AdaptedModel
 from prefixlab.batching import encode_for_training
 from prefixlab.config import RunConfig, active_preset
 from prefixlab.e2e import load_e2e
+from prefixlab.e2e.held_out import (
+    HELD_OUT_POOL_MRS,
+    filter_by_held_out,
+    held_out_errors,
+    parse_held_out,
+)
 from prefixlab.evaluate import (
     generate_texts,
     score_texts,
@@ -36,6 +42,7 @@ from prefixlab.evaluate import (
     table_scores,
     validation_loss,
 )
+from prefixlab.infix import InfixTuning, separator_ids
 from prefixlab.loading import load_model
 from prefixlab.lora import add_lora
 from prefixlab.methods import method
@@ -82,22 +89,67 @@ def base_model(config: RunConfig | None = None):
     return _load(config.model, _resolve_device(config.device))
 
 
+# What each size field draws: training and validation tables never use a held-out value,
+# evaluation tables use at least one (`RunConfig.held_out`; all tables when none is held out).
+_KEEP = {"n_train_mrs": "without", "n_val_mrs": "without", "eval_mrs": "with"}
+
+
+def subset_seed(config: RunConfig, field_name: str = "n_train_mrs") -> int:
+    """The seed that picks a run's MRs for one size field: `data_seed`, except for the training
+    MRs of a run with `subsample_per_seed`, which get one subset per (data_seed, run seed).
+    Validation and evaluation tables never move with the run seed, so runs stay paired."""
+    if field_name == "n_train_mrs" and config.subsample_per_seed:
+        return 1_000_003 * (config.data_seed + 1) + config.train.seed
+    return config.data_seed
+
+
+def data_pool(config: RunConfig, split: str, field_name: str = "eval_mrs"):
+    """Every table of `split` a run may draw from for one size field (`n_train_mrs`,
+    `n_val_mrs`, `eval_mrs`), after the held-out filter (`prefixlab.e2e.held_out`). With held-out
+    values the synthetic validation and test splits are drawn larger (`HELD_OUT_POOL_MRS`), so
+    that enough tables remain on each side."""
+    if field_name not in _KEEP:
+        raise ValueError(f"field_name must be one of {tuple(_KEEP)}, got {field_name!r}.")
+    held = parse_held_out(config.held_out)
+    extra = (
+        {"n_mrs": HELD_OUT_POOL_MRS}
+        if held and config.data == "synthetic" and split != "train"
+        else {}
+    )
+    return filter_by_held_out(load_e2e(config.data, split, **extra), held, keep=_KEEP[field_name])
+
+
 def _dataset(config: RunConfig, split: str, n_mrs: int | None, field_name: str):
-    key = ("dataset", config.data, split, n_mrs, config.data_seed)
+    seed = subset_seed(config, field_name)
+    key = ("dataset", config.data, split, n_mrs, seed, config.held_out, _KEEP[field_name])
     if key not in _DATA:
-        data = load_e2e(config.data, split)
+        data = data_pool(config, split, field_name)
         try:
-            _DATA[key] = data.subset(n_mrs, seed=config.data_seed)
+            _DATA[key] = data.subset(n_mrs, seed=seed)
         except ValueError as err:
+            where = f"{split} split" + (
+                f" with held_out={config.held_out}" if config.held_out else ""
+            )
             raise ValueError(
-                f"{field_name}={n_mrs} does not fit the {split} split ({err}) Lower {field_name}."
+                f"{field_name}={n_mrs} does not fit the {where} ({err}) Lower {field_name}."
             ) from None
     return _DATA[key]
 
 
+def run_data(config: RunConfig, role: str):
+    """The tables a run uses in one role: "train", "validation" (validation loss and table
+    gain) or "eval" (generation, from `eval_split`), as `run_experiment` draws them."""
+    roles = {"train": ("train", config.n_train_mrs, "n_train_mrs"),
+             "validation": ("validation", config.n_val_mrs, "n_val_mrs"),
+             "eval": (config.eval_split, config.eval_mrs or None, "eval_mrs")}  # fmt: skip
+    if role not in roles:
+        raise ValueError(f"role must be one of {tuple(roles)}, got {role!r}.")
+    return _dataset(config, *roles[role])
+
+
 def _encoded(config: RunConfig, tokenizer, split: str, n_mrs: int | None, field_name: str):
-    key = ("encoded", config.model, config.data, split, n_mrs, config.data_seed,
-           config.train.max_length)  # fmt: skip
+    key = ("encoded", config.model, config.data, split, n_mrs, subset_seed(config, field_name),
+           config.held_out, _KEEP[field_name], config.train.max_length)  # fmt: skip
     if key not in _DATA:
         # Pairs longer than max_length are skipped: encode_for_training warns once with the
         # count, and the run row carries it (dropped_train_pairs, dropped_val_pairs).
@@ -129,6 +181,12 @@ def build(config: RunConfig):
         adapter = PrefixTuning(
             base, config.prefix_length, reparam=config.reparam, mlp_hidden=config.mlp_hidden,
             init=config.init, init_text=config.init_text, tokenizer=tokenizer, seed=seed,
+        )  # fmt: skip
+        return AdaptedModel(base, adapter), tokenizer
+    if adapter_kind == "infix":
+        adapter = InfixTuning(
+            base, config.prefix_length, separator=separator_ids(tokenizer), init=config.init,
+            init_text=config.init_text, tokenizer=tokenizer, seed=seed,
         )  # fmt: skip
         return AdaptedModel(base, adapter), tokenizer
     if config.method == "lora":
@@ -278,13 +336,21 @@ def _generation_scores(config, adapted, tokenizer, history: History) -> dict:
         for mr, text, scores in zip(mrs, texts, per_table, strict=True)
     ]
     scores = score_texts(mrs, texts, references)
-    return {
+    out = {
         "bleu": scores["bleu"],
         "slot_error_rate": scores["slot_error_rate"],
         "missing_slots": scores["missing"],
         "contradicted_slots": scores["contradicted"],
         "added_slots": scores["added"],
     }
+    held = parse_held_out(config.held_out)
+    if held:  # the slot errors on the held-out values only
+        counts = [held_out_errors(g["mr"], g["missing"], g["contradicted"], held)
+                  for g in history.generations]  # fmt: skip
+        slots = sum(n for _, n in counts)
+        out["held_out_slots"] = slots
+        out["held_out_slot_error_rate"] = sum(e for e, _ in counts) / slots if slots else math.nan
+    return out
 
 
 def _row(config: RunConfig, adapted, history: History) -> dict:

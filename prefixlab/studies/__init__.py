@@ -3,7 +3,9 @@ results, and the verdicts computed from them.
 
 - `definition`: `Study` (arms, learning-rate grid per arm, seeds, evaluation tables, axes)
   and `Arm`; the grid rule "a best rate on the edge adds one rate beyond it".
-- `registry`: the studies by name (`get_study`, `study_names`); `prefix_vs_prompt`, `reference_points`, `scale_axis`.
+- `registry`: the studies by name (`get_study`, `study_names`); `prefix_vs_prompt`,
+  `reference_points`, `scale_axis`, `prefix_length`; notebook 07's `low_data`,
+  `init_low_data`, `extrapolation`, `table5`, with `CPU_ESTIMATES`.
 - `protocol`: `run_study`: stage 1 tunes each arm's rate on validation loss, stage 2 runs the
   seeds at the best rate and generates for the evaluation tables.
 - `results`: the files (`results/<name>.csv`, `.json` with provenance, `.tables.npz` with
@@ -12,11 +14,14 @@ results, and the verdicts computed from them.
   `sweep_table` (the learning-rate sweep) and `point_differences` (one axis value
   against another, per arm, paired on the same tables).
 - `live`: `live_slice`, one committed run retrained and compared.
+- `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
+  disagree / mixed / not resolved), computed from the committed files.
 
 Command line: `python -m prefixlab.studies list | run <name> | show <name>`.
 """
 
 from prefixlab.studies.analysis import METRICS, point_differences, sweep_table, verdict_table
+from prefixlab.studies.claims import CLAIMS, claims_table
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.live import live_slice
 from prefixlab.studies.protocol import run_study
@@ -33,12 +38,14 @@ from prefixlab.studies.results import (
 )
 
 __all__ = [
+    "CLAIMS",
     "CSV_COLUMNS",
     "METRICS",
     "PROVENANCE_KEYS",
     "Arm",
     "Study",
     "StudyResults",
+    "claims_table",
     "combine_results",
     "get_study",
     "live_slice",

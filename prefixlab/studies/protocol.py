@@ -29,8 +29,7 @@ import pandas as pd
 
 from prefixlab._validate import require_bool, require_choice
 from prefixlab.config import PRESETS, RunConfig
-from prefixlab.e2e import load_e2e
-from prefixlab.runs import run_experiment
+from prefixlab.runs import data_pool, run_data, run_experiment
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.registry import get_study
 from prefixlab.studies.results import (
@@ -44,29 +43,31 @@ from prefixlab.studies.results import (
     write_results,
 )
 
-_TRAIN_MRS: dict = {}  # data source -> number of training MRs
-
 
 def _n_train_mrs(config: RunConfig) -> int:
-    """The training MRs a run used (n_train_mrs, or every MR of the train split)."""
-    if config.n_train_mrs is not None:
-        return config.n_train_mrs
-    if config.data not in _TRAIN_MRS:
-        _TRAIN_MRS[config.data] = len(load_e2e(config.data, "train").mrs)
-    return _TRAIN_MRS[config.data]
+    """The training MRs a run used (n_train_mrs, or every MR of the train split that the
+    held-out filter keeps)."""
+    return len(run_data(config, "train").mrs)
 
 
 def check_eval_tables(study: Study, base: RunConfig) -> None:
-    """Fail before any training when an eval split holds fewer MRs than `n_eval_tables`."""
+    """Fail before any training when an eval split holds fewer MRs than `n_eval_tables` (after
+    the held-out filter, for runs that hold values out)."""
+    seen = set()
     for point in study.points():
-        config = base.with_(**point)
-        held = len(load_e2e(config.data, study.eval_split).mrs)
-        if held < study.n_eval_tables:
-            raise ValueError(
-                f"Study {study.name!r} asks for {study.n_eval_tables} eval tables, but the "
-                f"{study.eval_split} split of {config.data!r} holds {held} MRs; lower "
-                "n_eval_tables or use a larger split."
-            )
+        for arm in study.arms:
+            config = study.run_config(base, arm.label, point, lr=None, seed=0, evaluate=True)
+            if (config.data, config.held_out) in seen:
+                continue
+            seen.add((config.data, config.held_out))
+            held = len(data_pool(config, study.eval_split, "eval_mrs").mrs)
+            if held < study.n_eval_tables:
+                where = f" using {', '.join(config.held_out)}" if config.held_out else ""
+                raise ValueError(
+                    f"Study {study.name!r} asks for {study.n_eval_tables} eval tables, but the "
+                    f"{study.eval_split} split of {config.data!r} holds {held} MRs{where}; lower "
+                    "n_eval_tables or use a larger split."
+                )
 
 
 def _last_val_drop(history) -> float:
@@ -94,6 +95,7 @@ def _record(stage: str, arm: Arm, point: Mapping, config: RunConfig, row: dict,
         "last_val_drop": _last_val_drop(history),
         "bleu": row.get("bleu", math.nan),
         "slot_error_rate": row.get("slot_error_rate", math.nan),
+        "held_out_slot_error_rate": row.get("held_out_slot_error_rate", math.nan),
         "table_gain": row.get("table_gain", math.nan),
         "loss_right_mr": row.get("loss_right_mr", math.nan),
         "loss_wrong_mr": row.get("loss_wrong_mr", math.nan),

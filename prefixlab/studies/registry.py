@@ -1,7 +1,8 @@
 """The studies the lab defines, by name: `get_study("prefix_vs_prompt")`, `study_names()`.
 
 A new study is one `register(Study(...))` call below; `python -m prefixlab.studies list`
-shows them all.
+shows them all. `CPU_ESTIMATES` says how long each of notebook 07's studies takes on this
+lab's 2-core CPU, from runs x seconds per run measured on one short run.
 """
 
 from __future__ import annotations
@@ -129,3 +130,128 @@ register(
         pairs=(("prefix+mlp", "prefix"),),
     )
 )
+
+# -- notebook 07: the paper's claims as studies (issue #20) -----------------------------------
+
+# Training-set sizes of the low-data studies: Li & Liang's Fig. 3 sizes and the full synthetic
+# training split (1000 MRs; n_train_mrs=1000 is all of it, written as a number so the axis
+# reads back from the CSV).
+LOW_DATA_SIZES = (50, 100, 200, 500, 1000)
+# The values held out of training by the extrapolation study: one food type, one area, one
+# eatType (about 44% of the synthetic training tables use none of them).
+HELD_OUT_VALUES = ("food=Japanese", "area=riverside", "eatType=pub")
+
+register(
+    Study(
+        name="low_data",
+        description="Prefix tuning, prompt tuning, LoRA and full fine-tuning on 50, 100, 200, "
+        "500 and all 1000 training tables of the synthetic data (a fresh subset per seed), "
+        "each tuned at each size: does prefix tuning beat fine-tuning when data is scarce, as "
+        "Li & Liang's Fig. 3 has it?",
+        arms=("prefix", "prompt", "lora", "full"),
+        preset="cpu",
+        overrides={"n_val_mrs": 200, "init": "vocab", "subsample_per_seed": True},
+        axes={"n_train_mrs": LOW_DATA_SIZES},
+        tuning_seeds=(100,),
+        pairs=(("prefix", "full"), ("prefix", "lora"), ("prefix", "prompt")),
+    )
+)
+
+register(
+    Study(
+        name="init_low_data",
+        description="Direct prefix tuning started from random vectors, from the activations of "
+        "real tokens (vocab) and from zeros, at 50 and 500 training tables (a fresh subset per "
+        "seed), each tuned: does real-word initialization matter most with little data, and "
+        "does random initialization spread more from seed to seed (Li & Liang, Fig. 5)?",
+        arms=(
+            Arm("prefix (random)", "prefix", {"init": "random"}),
+            Arm("prefix (vocab)", "prefix", {"init": "vocab"}),
+            Arm("prefix (zero)", "prefix", {"init": "zero"}),
+        ),
+        preset="cpu",
+        overrides={"n_val_mrs": 200, "subsample_per_seed": True},
+        axes={"n_train_mrs": (50, 500)},
+        seeds=(0, 1, 2, 3, 4, 5, 6, 7),  # the spread across seeds is the quantity of interest
+        tuning_seeds=(100,),
+        pairs=(("prefix (vocab)", "prefix (random)"), ("prefix (zero)", "prefix (random)")),
+    )
+)
+
+register(
+    Study(
+        name="extrapolation",
+        description="Prefix tuning, prompt tuning and full fine-tuning trained on tables that "
+        "never use food[Japanese], area[riverside] or eatType[pub] and tested on tables that "
+        "use at least one, scored by their slot errors on those values: does prefix tuning "
+        "extrapolate better to unseen values (Li & Liang's unseen WebNLG categories)?",
+        arms=("prefix", "prompt", "full"),
+        preset="cpu",
+        overrides={"n_val_mrs": 200, "init": "vocab", "held_out": HELD_OUT_VALUES},
+        tuning_seeds=(100,),
+        pairs=(("prefix", "full"), ("prefix", "prompt")),
+    )
+)
+
+register(
+    Study(
+        name="table5",
+        description="Where the trainable vectors go (Li & Liang's Table 5): input embeddings "
+        "only (prompt tuning at P=1, 10 and 20: EMB-1/10/20), key/values between the table "
+        "and the text (infix, P=10) and key/values before everything (prefix, P=10), each at "
+        "its own tuned rate, all started from real-token vectors.",
+        arms=(
+            Arm("EMB-1", "prompt", {"prefix_length": 1}),
+            Arm("EMB-10", "prompt", {"prefix_length": 10}),
+            Arm("EMB-20", "prompt", {"prefix_length": 20}),
+            Arm("infix", "infix", {"prefix_length": 10}),
+            Arm("prefix", "prefix", {"prefix_length": 10}),
+        ),
+        preset="cpu",
+        overrides={"n_val_mrs": 200, "init": "vocab"},
+        tuning_seeds=(100,),
+        pairs=(
+            ("prefix", "infix"),
+            ("prefix", "EMB-10"),
+            ("infix", "EMB-10"),
+            ("EMB-10", "EMB-1"),
+            ("EMB-20", "EMB-10"),
+        ),  # fmt: skip
+    )
+)
+
+# -- CPU time of notebook 07's studies ------------------------------------------------------------
+
+# Seconds per CPU-preset run on this machine (2 cores, one thread each, while other studies
+# ran), from one short run per method (30 and 60 steps, 200 validation tables): the cost per
+# step times 300 steps, plus 7 validations and the table gain (9 passes over the 200
+# validation tables). A stage-2 run also generates for 250 tables: 20-table runs took 0 to
+# 2.5 s longer than runs without generation, so GENERATION_SECONDS takes the larger, 0.125 s
+# a table. Measured on the embedded tiny model; the load of other jobs moves them by tens of %.
+SECONDS_PER_RUN = {"prefix": 81, "infix": 78, "prompt": 107, "lora": 99, "full": 136}
+GENERATION_SECONDS = 31
+
+
+def cpu_estimate(study) -> dict:
+    """How long a study takes on this machine: {"runs", "seconds_per_run", "hours"}.
+
+    Runs: per axis point and arm, the rate grid on the tuning seeds plus the seeds at the
+    best rate (grids that grow at an edge add up to `max_extensions` rates more).
+    """
+    study = get_study(study)
+    runs = seconds = 0
+    for _ in study.points():
+        for arm in study.arms:
+            tune = study.n_rates * len(study.tuning_seeds)
+            per_run = SECONDS_PER_RUN.get(arm.method, max(SECONDS_PER_RUN.values()))
+            runs += tune + len(study.seeds)
+            seconds += (tune + len(study.seeds)) * per_run + len(study.seeds) * GENERATION_SECONDS
+    return {
+        "runs": runs,
+        "seconds_per_run": round(seconds / runs),
+        "hours": round(seconds / 3600, 1),
+    }
+
+
+NOTEBOOK_07 = ("low_data", "init_low_data", "extrapolation", "table5")
+CPU_ESTIMATES = {name: cpu_estimate(name) for name in NOTEBOOK_07}

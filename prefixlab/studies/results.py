@@ -8,8 +8,10 @@ Three files per study in `results_dir()` (the repository's results/ folder):
 - `<name>.tables.npz`: per-table statistics of every stage-2 run, for intervals over tables:
   `<run_id>.slots` [tables, 2] (slot errors, slots), `<run_id>.bleu` [tables, 10]
   (`evaluate.bleu_statistics`), `<run_id>.losses` [validation tables, 4] (summed loss and
-  tokens after the right MR, then after the wrong one). No MR text is stored: the CSV keeps
-  a digest of each run's table list, so runs compared on "the same tables" can be checked.
+  tokens after the right MR, then after the wrong one), and for runs that hold slot values
+  out `<run_id>.held_out` [tables, 2] (errors on held-out values, held-out slots). No MR
+  text is stored: the CSV keeps a digest of each run's table list, so runs compared on "the
+  same tables" can be checked.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from prefixlab._version import __version__
+from prefixlab.e2e.held_out import held_out_errors, parse_held_out
 from prefixlab.studies.definition import Study
 from prefixlab.train import History, jsonable
 
@@ -39,10 +42,11 @@ CSV_COLUMNS = (
     "slot_error_rate", "table_gain", "loss_right_mr", "loss_wrong_mr", "n_eval_tables",
     "n_val_tables", "eval_split", "chosen", "stopped_reason", "diverged", "trainable_params",
     "seconds", "cached", "model", "run_id", "eval_tables_digest", "val_tables_digest",
+    "held_out_slot_error_rate",
 )  # fmt: skip
 PROVENANCE_KEYS = ("commit", "date", "versions", "preset", "machine", "wall_seconds",
                    "load_average")  # fmt: skip
-TABLE_KINDS = ("slots", "bleu", "losses")
+TABLE_KINDS = ("slots", "bleu", "losses", "held_out")
 
 
 def results_dir() -> Path:
@@ -75,7 +79,8 @@ def table_statistics(history: History) -> dict[str, np.ndarray]:
         {"slots": int [tables, 2] (errors = missing + contradicted, slots),
          "bleu": int [tables, 10] (`evaluate.BLEU_STATISTICS`),
          "losses": float [validation tables, 4] (right sum, right tokens, wrong sum, wrong
-         tokens)}.
+         tokens), "held_out": int [tables, 2] (errors on held-out values, held-out slots) for a
+         run with `RunConfig.held_out`}.
     """
     out = {}
     generations = [g for g in history.generations if "bleu_stats" in g]
@@ -85,6 +90,12 @@ def table_statistics(history: History) -> dict[str, np.ndarray]:
             dtype=np.int32,
         )
         out["bleu"] = np.array([g["bleu_stats"] for g in generations], dtype=np.int32)
+        held = parse_held_out((history.config.get("run") or {}).get("held_out") or ())
+        if held:
+            out["held_out"] = np.array(
+                [held_out_errors(g["mr"], g["missing"], g["contradicted"], held)
+                 for g in generations], dtype=np.int32,
+            )  # fmt: skip
     if history.table_losses:
         out["losses"] = np.array(
             [[*t["right"], *t["wrong"]] for t in history.table_losses], dtype=np.float64
