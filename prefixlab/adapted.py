@@ -22,11 +22,8 @@ from torch import nn
 from transformers import DynamicCache
 from transformers.modeling_outputs import CausalLMOutput
 
-<<<<<<< HEAD
 from prefixlab.control import ControlPrefix
-=======
 from prefixlab.infix import InfixTuning, infix_inputs, infix_logits
->>>>>>> wt-claims
 from prefixlab.loading import cache_kwarg, model_dims
 from prefixlab.prefix import PrefixTuning, split_key_values
 from prefixlab.prompt import PromptTuning
@@ -88,16 +85,11 @@ PER_ROW_ADAPTERS = (AdapterBank, ControlPrefix)  # adapters that pick rows by ta
 
 
 class AdaptedModel(nn.Module):
-<<<<<<< HEAD
-    """A frozen causal LM plus one adapter (PrefixTuning, PromptTuning, an AdapterBank, a
-    ControlPrefix, or None).
+    """A frozen causal LM plus one adapter (PrefixTuning, PromptTuning, InfixTuning, an
+    AdapterBank, a ControlPrefix, or None).
 
     The model may carry LoRA (`prefixlab.lora.add_lora`): with a prefix that is the prefix +
     LoRA hybrid (`prefixlab.hybrid`).
-=======
-    """A frozen causal LM plus one adapter (PrefixTuning, PromptTuning, InfixTuning, an
-    AdapterBank, or None).
->>>>>>> wt-claims
 
     `forward` returns a CausalLMOutput whose `logits` are [B, T, V] for the T real tokens,
     whichever method is used, and whose `loss` is the mean next-token cross-entropy over
@@ -108,16 +100,12 @@ class AdaptedModel(nn.Module):
         super().__init__()
         self.dims = model_dims(model)
         if adapter is not None:
-            if not isinstance(adapter, (PrefixTuning, PromptTuning) + PER_ROW_ADAPTERS):
+            if not isinstance(
+                adapter, (PrefixTuning, PromptTuning, InfixTuning) + PER_ROW_ADAPTERS
+            ):
                 raise ValueError(
-<<<<<<< HEAD
-                    "adapter must be a PrefixTuning, a PromptTuning, an AdapterBank, a "
-                    "ControlPrefix or None; "
-                    f"got {type(adapter).__name__}."
-=======
                     "adapter must be a PrefixTuning, a PromptTuning, an InfixTuning, an "
-                    f"AdapterBank or None; got {type(adapter).__name__}."
->>>>>>> wt-claims
+                    f"AdapterBank, a ControlPrefix or None; got {type(adapter).__name__}."
                 )
             if isinstance(adapter, AdapterBank) and adapter.method == "infix":
                 raise ValueError("An AdapterBank holds prefixes or soft prompts, not infixes.")
