@@ -84,6 +84,12 @@ def _check_call(config, out, epochs, grad_accum, mixed_precision, checkpoint_eve
             "method='none' trains nothing; choose one of prefix, prefix+mlp, prompt, lora, full "
             "(the frozen baseline is prefixlab.runs.run_experiment(method='none'))."
         )
+    if method(config.method).is_hybrid:
+        raise ValueError(
+            "method='prefix+lora' is not supported by the accelerated trainer (it trains one "
+            "rate and one stage; the hybrid needs two); train it with "
+            "prefixlab.runs.run_experiment, or prefixlab.hybrid.train_hybrid."
+        )
     if config.method == "infix":
         raise ValueError(
             "method='infix' is not supported by the accelerated trainer (its artifacts are "

@@ -32,14 +32,14 @@ from torch import nn
 from prefixlab._validate import require_choice, require_number
 from prefixlab.adapted import AdaptedModel
 from prefixlab.artifacts import export_peft, load_adapter, save_adapter
-from prefixlab.config import RunConfig, TrainConfig, active_preset
+from prefixlab.config import HYBRID_SCHEDULES, RunConfig, TrainConfig, active_preset
 from prefixlab.lora import add_lora, has_lora, lora_modules, trainable_lora_parameters
 from prefixlab.methods import method
 from prefixlab.prefix import PrefixTuning
 from prefixlab.train import History, train
 
 STAGES = ("joint", "prefix", "lora")
-SCHEDULES = ("joint", "prefix-then-lora")
+SCHEDULES = HYBRID_SCHEDULES  # ("joint", "prefix-then-lora"), also RunConfig.hybrid_schedule
 LORA_WEIGHTS, LORA_CONFIG = "lora.safetensors", "lora.json"
 
 

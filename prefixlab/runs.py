@@ -1,8 +1,10 @@
 """Whole runs from a RunConfig: build the model and adapter, train, score, tabulate.
 
 - `build(config)`: the frozen model (loaded once per process, `base_model`) and an untrained
-  AdaptedModel for the method: prefix, prompt, LoRA, full fine-tuning or nothing.
-- `run_experiment(config)`: build, `prefixlab.train.train`, then generate for held-out MRs and
+  AdaptedModel for the method: prefix, prompt, LoRA, prefix + LoRA, full fine-tuning or
+  nothing.
+- `run_experiment(config)`: build, `prefixlab.train.train` (`prefixlab.hybrid.train_hybrid`
+  for "prefix+lora", with its schedule), then generate for held-out MRs and
   score them (BLEU, slot errors, table gain). Results are cached on disk
   (`prefixlab.run_cache`), so re-running a notebook cell is instant. The History keeps the
   scores table by table (`generations`, `table_losses`) for intervals over tables.
@@ -42,6 +44,7 @@ from prefixlab.evaluate import (
     table_scores,
     validation_loss,
 )
+from prefixlab.hybrid import build_hybrid, train_hybrid
 from prefixlab.infix import InfixTuning, separator_ids
 from prefixlab.loading import load_model
 from prefixlab.lora import add_lora
@@ -49,6 +52,7 @@ from prefixlab.methods import method
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
 from prefixlab.run_cache import (
+    HYBRID_FIELDS,
     canonical,
     load_trained,
     n_trainable_parameters,
@@ -166,11 +170,17 @@ def build(config: RunConfig):
 
     Returns:
         (adapted, tokenizer). Prefix, prompt and "none" share the frozen base model loaded
-        once per process; LoRA and full fine-tuning get their own copy.
+        once per process; LoRA, prefix + LoRA and full fine-tuning get their own copy.
     """
     base, tokenizer = base_model(config)
     seed = config.train.seed
     adapter_kind = method(config.method).adapter
+    if method(config.method).is_hybrid:  # a direct prefix plus LoRA on a copy of the model
+        adapted = build_hybrid(
+            base, config.prefix_length, rank=config.lora_rank, alpha=config.lora_alpha,
+            seed=seed, init=config.init, init_text=config.init_text, tokenizer=tokenizer,
+        )  # fmt: skip
+        return adapted, tokenizer
     if adapter_kind == "prompt":
         adapter = PromptTuning(
             base, config.prefix_length, init=config.init, init_text=config.init_text,
@@ -205,8 +215,10 @@ def _label(config: RunConfig) -> str:
     parts = [config.method]
     if config.uses_prefix_length:
         parts.append(f"P={config.prefix_length}")
-    if config.method == "lora":
+    if method(config.method).uses_lora:
         parts.append(f"r={config.lora_rank}")
+    if method(config.method).is_hybrid:
+        parts.append(config.hybrid_schedule)
     if config.method != "none":
         parts += [f"lr={config.lr:g}", f"seed={config.train.seed}"]
     return " ".join(parts)
@@ -284,6 +296,12 @@ def _run(config: RunConfig, *, progress: bool):
         history.val_loss.append(
             validation_loss(adapted, val_enc, t.eval_batch_size or t.batch_size, t.eval_batches)
         )
+    elif method(config.method).is_hybrid:
+        history = train_hybrid(
+            adapted, train_enc, t, schedule=config.hybrid_schedule, lora_lr=config.lora_lr,
+            prefix_share=config.prefix_share, val_data=val_enc, progress=progress,
+            desc=_label(config),
+        )  # fmt: skip
     else:
         history = train(
             adapted, train_enc, t, val_data=val_enc, progress=progress, desc=_label(config)
@@ -361,8 +379,13 @@ def _row(config: RunConfig, adapted, history: History) -> dict:
             flat[name] = None
     if row_of_method.reparam != "mlp":
         flat["mlp_hidden"] = None
-    if config.method != "lora":
+    if not row_of_method.uses_lora:
         flat["lora_rank"] = flat["lora_alpha"] = None
+    if not row_of_method.is_hybrid:
+        for name in HYBRID_FIELDS:
+            flat[name] = None
+    elif config.hybrid_schedule == "joint":
+        flat["prefix_share"] = None
     if config.method == "none":
         flat["lr"] = None
     row = {"label": _label(config), **flat}

@@ -52,7 +52,7 @@ def sweep_frame() -> pd.DataFrame:
 
 
 def test_every_method_has_a_distinct_colour_and_a_label():
-    methods = {"prefix", "prefix+mlp", "prompt", "infix", "lora", "full", "none"}
+    methods = {"prefix", "prefix+mlp", "prompt", "infix", "lora", "full", "none", "prefix+lora"}
     assert set(P.METHOD_COLORS) == methods == set(P.METHOD_LABELS)
     assert len(set(P.METHOD_COLORS.values())) == len(methods)
     assert P.NEUTRAL_COLOR not in P.METHOD_COLORS.values()

@@ -5,7 +5,8 @@ results, and the verdicts computed from them.
   and `Arm`; the grid rule "a best rate on the edge adds one rate beyond it".
 - `registry`: the studies by name (`get_study`, `study_names`); `prefix_vs_prompt`,
   `reference_points`, `scale_axis`, `prefix_length`; notebook 07's `low_data`,
-  `init_low_data`, `extrapolation`, `table5`, with `CPU_ESTIMATES`.
+  `init_low_data`, `extrapolation`, `table5`; `hybrid` (prefix + LoRA, issue #22); with
+  `CPU_ESTIMATES`.
 - `protocol`: `run_study`: stage 1 tunes each arm's rate on validation loss, stage 2 runs the
   seeds at the best rate and generates for the evaluation tables.
 - `results`: the files (`results/<name>.csv`, `.json` with provenance, `.tables.npz` with

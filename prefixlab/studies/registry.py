@@ -1,8 +1,9 @@
 """The studies the lab defines, by name: `get_study("prefix_vs_prompt")`, `study_names()`.
 
 A new study is one `register(Study(...))` call below; `python -m prefixlab.studies list`
-shows them all. `CPU_ESTIMATES` says how long each of notebook 07's studies takes on this
-lab's 2-core CPU, from runs x seconds per run measured on one short run.
+shows them all. `CPU_ESTIMATES` says how long each of notebook 07's studies (and `hybrid`,
+issue #22) takes on this lab's 2-core CPU, from runs x seconds per run measured on one short
+run.
 """
 
 from __future__ import annotations
@@ -220,6 +221,39 @@ register(
     )
 )
 
+# -- prefix + LoRA (issue #22) -------------------------------------------------------------------
+
+register(
+    Study(
+        name="hybrid",
+        description="A direct prefix and LoRA together (prefixlab.hybrid), trained jointly or "
+        "the prefix first then LoRA with the prefix frozen (half the steps each), against "
+        "each alone, all at the preset's 300 steps, each at its own tuned rate: does adding "
+        "LoRA to a prefix (or a prefix to LoRA) help, and does the order matter? The "
+        "hybrid's rate grid moves the prefix's rate, LoRA following at lora_lr_ratio (0.1) "
+        "times it; it trains both parts' parameters (prefix + LoRA), so the step budget is "
+        "equal, the parameter budget is not.",
+        arms=(
+            "prefix",
+            "lora",
+            Arm("prefix+lora: joint", "prefix+lora", {"hybrid_schedule": "joint"}),
+            Arm(
+                "prefix+lora: prefix then LoRA",
+                "prefix+lora",
+                {"hybrid_schedule": "prefix-then-lora"},
+            ),
+        ),
+        preset="cpu",
+        overrides={"n_val_mrs": 200, "init": "vocab"},
+        tuning_seeds=(100,),
+        pairs=(
+            ("prefix+lora: joint", "prefix"),
+            ("prefix+lora: joint", "lora"),
+            ("prefix+lora: prefix then LoRA", "prefix+lora: joint"),
+        ),
+    )
+)
+
 # -- CPU time of notebook 07's studies ------------------------------------------------------------
 
 # Seconds per CPU-preset run on this machine (2 cores, one thread each, while other studies
@@ -228,7 +262,14 @@ register(
 # validation tables). A stage-2 run also generates for 250 tables: 20-table runs took 0 to
 # 2.5 s longer than runs without generation, so GENERATION_SECONDS takes the larger, 0.125 s
 # a table. Measured on the embedded tiny model; the load of other jobs moves them by tens of %.
-SECONDS_PER_RUN = {"prefix": 81, "infix": 78, "prompt": 107, "lora": 99, "full": 136}
+# "prefix+lora" (the `hybrid` study): one 30-step run of each schedule next to one of
+# "prefix", 200 validation tables, measured later under another load, so scaled to the prefix's
+# 81 s: a joint step cost 1.04x a prefix step (0.263 s vs 0.253 s) and a validation pass 5.5 s,
+# giving 83 s; "prefix-then-lora" validates once more (its second stage starts with a
+# validation of the first stage's final weights), 86 s. One value per method: 85.
+SECONDS_PER_RUN = {
+    "prefix": 81, "infix": 78, "prompt": 107, "lora": 99, "full": 136, "prefix+lora": 85,
+}  # fmt: skip
 GENERATION_SECONDS = 31
 
 
@@ -254,4 +295,4 @@ def cpu_estimate(study) -> dict:
 
 
 NOTEBOOK_07 = ("low_data", "init_low_data", "extrapolation", "table5")
-CPU_ESTIMATES = {name: cpu_estimate(name) for name in NOTEBOOK_07}
+CPU_ESTIMATES = {name: cpu_estimate(name) for name in (*NOTEBOOK_07, "hybrid")}
