@@ -49,7 +49,7 @@ from prefixlab._version import __version__
 from prefixlab.artifacts import export_peft, save_adapter
 from prefixlab.batching import iterate_batches
 from prefixlab.config import RunConfig, lab_sources
-from prefixlab.evaluate import validation_loss
+from prefixlab.evaluate import other_e2e_metrics, validation_loss
 from prefixlab.lora import lora_modules, remove_lora
 from prefixlab.methods import method
 from prefixlab.runs import _dataset, _encoded, _generation_scores, build
@@ -548,6 +548,11 @@ def train_accelerated(
         metrics["artifacts"] = _write_artifacts(out, config, unwrapped, tokenizer, summary)
         if config.eval_mrs:
             metrics["scores"] = _generation_scores(config, unwrapped, tokenizer, history)
+            grouped = _dataset(config, config.eval_split, config.eval_mrs, "eval_mrs").grouped()
+            metrics["scores"].update(other_e2e_metrics(
+                [g["text"] for g in history.generations],
+                [grouped[g["mr"]] for g in history.generations],
+            ))  # fmt: skip
             _write_json(out / "generations.json", {"generations": history.generations})
             metrics["artifacts"]["generations"] = str(out / "generations.json")
         metrics["wall_seconds"] = time.perf_counter() - session_start
