@@ -153,6 +153,18 @@ def layer_ablation(adapted: AdaptedModel, input_ids, attention_mask, labels) -> 
     return table
 
 
+def _recorded_run(adapted: AdaptedModel, input_ids, attention_mask, handles):
+    """One eval-mode forward with attention recorded; `handles` (hooks the caller registered
+    to catch other tensors) are removed afterwards, also on error. Returns the cache."""
+    try:
+        with _evaluating(adapted), record_attention(adapted) as cache:
+            adapted(input_ids, attention_mask)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return cache
+
+
 def _output_projection(module: nn.Module) -> nn.Module:
     for name in _OUTPUT_PROJECTIONS:
         child = getattr(module, name, None)
@@ -188,12 +200,7 @@ def prefix_influence(adapted: AdaptedModel, input_ids, attention_mask=None) -> d
 
     handles = [_output_projection(m).register_forward_pre_hook(keep_input(layer))
                for layer, m in enumerate(modules)]  # fmt: skip
-    try:
-        with _evaluating(adapted), record_attention(adapted) as cache:
-            adapted(input_ids, attention_mask)
-    finally:
-        for handle in handles:
-            handle.remove()
+    cache = _recorded_run(adapted, input_ids, attention_mask, handles)
     values = [v for _, v in adapted.adapter.key_values(input_ids.shape[0])]  # [B, kv, P, D]
     query_mask = real_query_mask(attention_mask, input_ids.shape[1])
     influence, mass = [], []
@@ -259,12 +266,7 @@ def zero_prefix_share(model, input_ids, attention_mask=None, prefix_length: int 
 
     handles = [m.register_forward_pre_hook(keep_hidden(layer), with_kwargs=True)
                for layer, m in enumerate(modules)]  # fmt: skip
-    try:
-        with _evaluating(adapted), record_attention(adapted) as cache:
-            adapted(input_ids, attention_mask)
-    finally:
-        for handle in handles:
-            handle.remove()
+    cache = _recorded_run(adapted, input_ids, attention_mask, handles)
     P, (B, T) = prefix_length, input_ids.shape
     allowed = torch.ones(T, T, dtype=torch.bool).tril() & attention_mask.bool()[:, None, :]
     closed, recorded = [], []

@@ -474,11 +474,7 @@ def train_accelerated(
             optimizer.zero_grad(set_to_none=True)
             elapsed += time.perf_counter() - tic
 
-            history.step.append(step)
-            history.loss.append(loss_value)
-            history.grad_norm.append(grad_norm)
-            history.lr.append(lr)
-            history.time.append(elapsed)
+            history.add_step(step, loss_value, grad_norm, lr, elapsed)
             bar.update(1)
             if step % 10 == 0 or step == t.steps:
                 bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)

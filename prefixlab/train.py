@@ -83,6 +83,14 @@ class History:
     def __len__(self) -> int:
         return len(self.step)
 
+    def add_step(self, step: int, loss: float, grad_norm: float, lr: float, seconds: float) -> None:
+        """Record one optimisation step (the per-step lists grow together)."""
+        self.step.append(step)
+        self.loss.append(loss)
+        self.grad_norm.append(grad_norm)
+        self.lr.append(lr)
+        self.time.append(seconds)
+
     @property
     def steps_done(self) -> int:
         return self.step[-1] if self.step else 0
@@ -375,11 +383,7 @@ def train(
             updating = False
             elapsed += time.perf_counter() - start
 
-            history.step.append(step)
-            history.loss.append(loss_value)
-            history.grad_norm.append(grad_norm)
-            history.lr.append(lr)
-            history.time.append(elapsed)
+            history.add_step(step, loss_value, grad_norm, lr, elapsed)
             bar.update(1)
             if step % 10 == 0 or step == config.steps:
                 bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
