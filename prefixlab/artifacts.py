@@ -26,16 +26,20 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from prefixlab.artifact_format import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    PEFT_CONFIG_NAME,
+    PEFT_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    _base_name,
+    info_text,
+    read_adapter_info,
+)
 from prefixlab.loading import ModelDims, base_fingerprint, model_dims
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
 from prefixlab.seq2seq import Seq2SeqPrefixTuning, Seq2SeqPromptTuning
-
-FORMAT_VERSION = 1
-WEIGHTS_NAME = "adapter.safetensors"
-CONFIG_NAME = "adapter.json"
-PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
-PEFT_CONFIG_NAME = "adapter_config.json"
 
 
 def _check_adapter(adapter) -> None:
@@ -55,12 +59,6 @@ def _check_adapter(adapter) -> None:
 def _is_seq2seq(adapter) -> bool:
     """An encoder-decoder adapter (prefixlab.seq2seq): saved by seq2seq_artifacts."""
     return isinstance(adapter, (Seq2SeqPrefixTuning, Seq2SeqPromptTuning))
-
-
-def _base_name(model) -> str | None:
-    if model is None:
-        return None
-    return getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
 
 
 def save_adapter(adapter, path, *, model=None, metadata: dict | None = None) -> Path:
@@ -97,20 +95,9 @@ def save_adapter(adapter, path, *, model=None, metadata: dict | None = None) -> 
         ),
         "metadata": metadata or {},
     }
-    try:
-        text = json.dumps(info, indent=2)
-    except TypeError as err:
-        raise ValueError(f"metadata must be JSON-serializable: {err}") from err
-    (folder / CONFIG_NAME).write_text(text + "\n")
+    text = info_text(info)
+    (folder / CONFIG_NAME).write_text(text)
     return folder
-
-
-def read_adapter_info(path) -> dict:
-    """The JSON half of a saved adapter (no tensors are read)."""
-    file = Path(path) / CONFIG_NAME
-    if not file.is_file():
-        raise FileNotFoundError(f"No {CONFIG_NAME} in {path}: not a prefixlab adapter folder.")
-    return json.loads(file.read_text())
 
 
 def _check_dims(saved: ModelDims, dims: ModelDims, method: str) -> None:

@@ -30,13 +30,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from prefixlab.artifacts import (
+from prefixlab.artifact_format import (
     CONFIG_NAME,
     FORMAT_VERSION,
     PEFT_CONFIG_NAME,
     PEFT_WEIGHTS_NAME,
     WEIGHTS_NAME,
     _base_name,
+    info_text,
     read_adapter_info,
 )
 from prefixlab.seq2seq import (
@@ -94,12 +95,9 @@ def save_seq2seq_adapter(adapter, path, *, model=None, metadata: dict | None = N
         ),
         "metadata": metadata or {},
     }
-    try:
-        text = json.dumps(info, indent=2)
-    except TypeError as err:
-        raise ValueError(f"metadata must be JSON-serializable: {err}") from err
+    text = info_text(info)
     save_file(tensors, str(folder / WEIGHTS_NAME))
-    (folder / CONFIG_NAME).write_text(text + "\n")
+    (folder / CONFIG_NAME).write_text(text)
     return folder
 
 
