@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from prefixlab._validate import require_choice, require_int, require_number
-from prefixlab.loading import ATTN_IMPLEMENTATIONS, embedding_checksum, freeze
+from prefixlab.loading import ATTN_IMPLEMENTATIONS, _first, embedding_checksum, freeze
 from prefixlab.prefix import check_prefix_length, init_token_ids
 from prefixlab.prompt import PROMPT_INITS
 
@@ -93,14 +93,6 @@ def check_seq2seq(config_or_model) -> None:
         raise ValueError(
             f"{type(config).__name__} is not an encoder-decoder model; {_SEQ2SEQ_HINT}"
         )
-
-
-def _first(config, *names, default=None):
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return value
-    return default
 
 
 def seq2seq_dims(config_or_model) -> Seq2SeqDims:
