@@ -28,6 +28,7 @@ from prefixlab.studies import (
     combine_results,
     get_study,
     live_slice,
+    merge_parts,
     point_differences,
     protocol,
     read_results,
@@ -249,6 +250,60 @@ def test_a_part_of_an_axis_merges_into_the_committed_results(monkeypatch, tmp_pa
     with pytest.raises(ValueError, match="another definition"):
         run_study(study.with_(seeds=(0, 1, 2)), out=tmp_path, progress=False,
                   only={"prefix_length": 6})  # fmt: skip
+
+
+def test_parts_run_apart_merge_like_parts_run_in_place(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        protocol, "run_experiment",
+        _stand_in({"prefix": 0.03, "prompt": 0.03}, {"prefix": 0, "prompt": 1},
+                  {"prefix": 0.5, "prompt": 0.5}),
+    )  # fmt: skip
+    study = SMALL.with_(axes={"prefix_length": (2, 4, 6)})
+    for name, values in {"a": [2], "b": [4, 6]}.items():
+        run_study(study, out=tmp_path / name, progress=False, only={"prefix_length": values})
+    in_place = tmp_path / "in_place"
+    for values in ([2], [4, 6]):
+        run_study(study, out=in_place, progress=False, only={"prefix_length": values})
+    merged = merge_parts(study, [tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    expected = read_results(study.name, in_place)
+    columns = [c for c in merged.table.columns if c not in ("seconds",)]
+    pd.testing.assert_frame_equal(merged.table[columns], expected.table[columns])
+    assert set(merged.tables) == set(expected.tables)
+    parts = merged.provenance["parts"]
+    assert [[p["prefix_length"] for p in part["points"]] for part in parts] == [[2], [4, 6]]
+    assert merged.provenance["wall_seconds"] == pytest.approx(
+        sum(read_results(study.name, tmp_path / n).provenance["wall_seconds"] for n in "ab")
+    )
+    assert sorted(g["prefix_length"] for g in merged.provenance["grids"]) == [2, 2, 4, 4, 6, 6]
+    # a merged folder is itself a part: its parts carry over, a re-run point replaces the old
+    run_study(study, out=tmp_path / "c", progress=False, only={"prefix_length": 4})
+    again = merge_parts(study, [tmp_path / "merged", tmp_path / "c"], tmp_path / "again")
+    parts = again.provenance["parts"]
+    assert [[p["prefix_length"] for p in part["points"]] for part in parts] == [[2], [6], [4]]
+    assert len(again.table) == len(merged.table)
+
+
+def test_merge_parts_is_validated(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(
+        protocol, "run_experiment",
+        _stand_in({"prefix": 0.03, "prompt": 0.03}, {"prefix": 0, "prompt": 1},
+                  {"prefix": 0.5, "prompt": 0.5}),
+    )  # fmt: skip
+    study = SMALL.with_(axes={"prefix_length": (2, 4)})
+    run_study(study, out=tmp_path / "a", progress=False, only={"prefix_length": 2})
+    with pytest.raises(ValueError, match="non-empty list of folders"):
+        merge_parts(study, [], tmp_path / "out")
+    with pytest.raises(ValueError, match="is the output folder itself"):
+        merge_parts(study, [tmp_path / "a"], tmp_path / "a")
+    with pytest.raises(ValueError, match="another definition"):
+        merge_parts(study.with_(seeds=(0, 1, 2)), [tmp_path / "a"], tmp_path / "out")
+    with pytest.raises(ValueError, match="has no axes"):
+        merge_parts(SMALL, [tmp_path / "a"], tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="has no results"):
+        merge_parts(study, [tmp_path / "nothing"], tmp_path / "out")
+    with pytest.raises(SystemExit):
+        cli.main(["merge", "scale_axis", str(tmp_path / "nothing"), "--out", str(tmp_path)])
+    assert "has no results" in capsys.readouterr().err
 
 
 def test_point_differences_pair_axis_values_on_the_same_tables(monkeypatch, tmp_path):

@@ -8,7 +8,8 @@ results, and the verdicts computed from them.
   `init_low_data`, `extrapolation`, `table5`; `hybrid` (prefix + LoRA, issue #22); with
   `CPU_ESTIMATES`.
 - `protocol`: `run_study`: stage 1 tunes each arm's rate on validation loss, stage 2 runs the
-  seeds at the best rate and generates for the evaluation tables.
+  seeds at the best rate and generates for the evaluation tables; `merge_parts` joins parts
+  run apart (`only=` into other folders, side by side or on other machines).
 - `results`: the files (`results/<name>.csv`, `.json` with provenance, `.tables.npz` with
   per-table statistics), `read_results`, `combine_results` (several studies read as one).
 - `analysis`: `verdict_table` (estimates with intervals, paired differences with verdicts)
@@ -18,14 +19,14 @@ results, and the verdicts computed from them.
 - `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
   disagree / mixed / not resolved), computed from the committed files.
 
-Command line: `python -m prefixlab.studies list | run <name> | show <name>`.
+Command line: `python -m prefixlab.studies list | run <name> | merge <name> <folders> | show <name>`.
 """
 
 from prefixlab.studies.analysis import METRICS, point_differences, sweep_table, verdict_table
 from prefixlab.studies.claims import CLAIMS, claims_table
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.live import live_slice
-from prefixlab.studies.protocol import run_study
+from prefixlab.studies.protocol import merge_parts, run_study
 from prefixlab.studies.registry import get_study, register, study_names
 from prefixlab.studies.results import (
     CSV_COLUMNS,
@@ -50,6 +51,7 @@ __all__ = [
     "combine_results",
     "get_study",
     "live_slice",
+    "merge_parts",
     "point_differences",
     "read_results",
     "register",

@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="append", default=None, metavar="AXIS=VALUE[,VALUE]",
                      help="run only these axis points and merge them into the results already "
                      "in --out (repeatable), e.g. --only model=mini")  # fmt: skip
+    merge = sub.add_parser("merge", help="merge parts run into other folders (run --only ... "
+                           "--out DIR) into the study's results")  # fmt: skip
+    merge.add_argument("name", help="a registered study (see `list`)")
+    merge.add_argument("parts", nargs="+", help="folders holding parts of the study")
+    merge.add_argument("--out", default=None, help="folder to merge into (default: results/)")
     show = sub.add_parser("show", help="print the verdict table of a study's committed results")
     show.add_argument("name", help="a registered study (see `list`)")
     show.add_argument("--results", default=None, help="folder of the files (default: results/)")
@@ -98,6 +103,18 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 table.drop(columns="interval").to_string(index=False, float_format="{:.4g}".format)
             )
+        return 0
+    if args.command == "merge":
+        from prefixlab.studies.protocol import merge_parts
+
+        parts = [_folder(parser, "a part", value) for value in args.parts]
+        try:
+            results = merge_parts(study, parts, _folder(parser, "--out", args.out))
+        except (ValueError, FileNotFoundError) as err:
+            parser.error(str(err))
+        info = results.provenance
+        print(f"{study.name}: {info['runs']} runs from {len(info.get('parts', [1]))} parts; "
+              f"wrote {', '.join(str(p) for p in results.paths.values())}")  # fmt: skip
         return 0
     # run
     if args.preset is not None and args.preset not in PRESETS:

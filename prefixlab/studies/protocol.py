@@ -38,6 +38,7 @@ from prefixlab.studies.results import (
     load_average,
     provenance,
     read_results,
+    result_paths,
     table_statistics,
     tables_digest,
     write_results,
@@ -305,6 +306,14 @@ def _previous_parts(study: Study, out):
         previous = read_results(study.name, out)
     except FileNotFoundError:
         return None
+    _check_definition(study, previous, "run the whole study (leave out `only`) or write to "
+                      "another folder")  # fmt: skip
+    return previous
+
+
+def _check_definition(study: Study, previous: StudyResults, fix: str) -> None:
+    """An error (ending with `fix`) when `previous` was made by another definition of `study`
+    (fewer axis values are fine: parts still to run)."""
     before, now = previous.study.to_dict(), study.to_dict()
     axes_before, axes_now = before.pop("axes"), now.pop("axes")
     same_axes = list(axes_before) == list(axes_now) and all(
@@ -313,10 +322,8 @@ def _previous_parts(study: Study, out):
     if before != now or not same_axes:
         raise ValueError(
             f"The results of {study.name!r} in {previous.paths['csv'].parent} were made by "
-            "another definition of the study, so a part cannot join them; run the whole study "
-            "(leave out `only`) or write to another folder."
+            f"another definition of the study, so a part cannot join them; {fix}."
         )
-    return previous
 
 
 def _merge(study: Study, previous: StudyResults, points, table, tables, info):
@@ -341,18 +348,22 @@ def _merge(study: Study, previous: StudyResults, points, table, tables, info):
                           tuple(str(p[a]) for a in axes) not in ran]  # fmt: skip
     parts = [p for p in parts if p["points"]]
     parts.append({**info, "points": points})
+    merged = {
+        **info,
+        "runs": len(merged_table),
+        "cached_runs": int(merged_table["cached"].astype(bool).sum()),
+        **_parts_summary(parts, axes),
+    }
+    return merged_table, merged_tables, merged
+
+
+def _parts_summary(parts: list[dict], axes) -> dict:
+    """The JSON keys that sum up a list of parts: their wall time, the rate grids of the points
+    each part still holds, and the parts themselves."""
     grids = [g for part in parts for g in part.get("grids", [])
              if tuple(str(g[a]) for a in axes) in {tuple(str(p[a]) for a in axes)
                                                    for p in part["points"]}]  # fmt: skip
-    merged = {
-        **info,
-        "wall_seconds": sum(p["wall_seconds"] for p in parts),
-        "runs": len(merged_table),
-        "cached_runs": int(merged_table["cached"].astype(bool).sum()),
-        "grids": grids,
-        "parts": parts,
-    }
-    return merged_table, merged_tables, merged
+    return {"wall_seconds": sum(p["wall_seconds"] for p in parts), "grids": grids, "parts": parts}
 
 
 def _points_of(table: pd.DataFrame, axes) -> list[dict]:
@@ -361,3 +372,51 @@ def _points_of(table: pd.DataFrame, axes) -> list[dict]:
     for _, row in table[axes].drop_duplicates().iterrows():
         seen.append({a: row[a] for a in axes})
     return seen
+
+
+def merge_parts(study, sources, out=None) -> StudyResults:
+    """Merge parts of a study run apart (side by side, or on other machines) into `out`.
+
+    Each source folder holds the study's three files as `run_study(..., only=..., out=source)`
+    wrote them; they join the results already in `out` (if any) one after the other, like a
+    part run with `only` straight into `out`: a point present in several places keeps the
+    last source's rows, and the JSON lists every part with its own commit and wall time.
+
+        run_study("prefix_length", only={"prefix_length": [1, 4]}, out="parts/a")   # process 1
+        run_study("prefix_length", only={"prefix_length": [10, 40]}, out="parts/b") # process 2
+        merge_parts("prefix_length", ["parts/a", "parts/b"])                        # results/
+
+    Raises:
+        ValueError: for an empty `sources`, a source that is `out` itself, or a part made by
+            another definition of the study.
+        FileNotFoundError: for a source without the study's files.
+    """
+    study = get_study(study)
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    if not isinstance(sources, (list, tuple)) or not sources:
+        raise ValueError(f"sources must be a non-empty list of folders, got {sources!r}.")
+    if not study.axes:
+        raise ValueError(f"Study {study.name!r} has no axes, so it has no parts to merge; run "
+                         "it whole.")  # fmt: skip
+    target = result_paths(study.name, out)["csv"].parent.resolve()
+    parts = [read_results(study.name, source) for source in sources]
+    for source, part in zip(sources, parts, strict=True):
+        if part.paths["csv"].parent.resolve() == target:
+            raise ValueError(f"{source} is the output folder itself; merge parts from other "
+                             "folders into it.")  # fmt: skip
+        _check_definition(study, part, "merge only parts of this definition (or run them again)")
+    axes = list(study.axes)
+    for part in parts:
+        previous = _previous_parts(study, out)
+        info = {k: v for k, v in part.provenance.items() if k != "study"}
+        if previous is None:
+            write_results(study, part.table, part.tables, info, out)
+            continue
+        inner = info.pop("parts", None)  # a source that is itself merged keeps its parts
+        points = _points_of(part.table, axes)
+        table, tables, merged = _merge(study, previous, points, part.table, part.tables, info)
+        if inner:
+            merged.update(_parts_summary([*merged["parts"][:-1], *inner], axes))
+        write_results(study, table, tables, merged, out)
+    return read_results(study.name, out)
