@@ -56,6 +56,8 @@ def test_every_method_has_a_distinct_colour_and_a_label():
     assert set(P.METHOD_COLORS) == methods == set(P.METHOD_LABELS)
     assert len(set(P.METHOD_COLORS.values())) == len(methods)
     assert P.NEUTRAL_COLOR not in P.METHOD_COLORS.values()
+    assert not set(P.EXTRA_COLORS) & {*P.METHOD_COLORS.values(), P.NEUTRAL_COLOR}
+    assert len(set(P.EXTRA_COLORS)) == len(P.EXTRA_COLORS)
 
 
 @pytest.mark.parametrize("name", ["prefix", "Prefix", "prefix: P=10", " prefix :lr 1e-3"])
