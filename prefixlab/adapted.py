@@ -382,8 +382,15 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, offset: int = 0) 
 
 def _check_compatible(model: nn.Module, adapter: nn.Module) -> None:
     """Fail early, naming the mismatch, when an adapter was built for another model."""
-    dims, want = model_dims(model), adapter.dims
-    for field in ("n_layers", "n_kv_heads", "head_dim", "d_model"):
+    check_adapter_fits(model, adapter, model_dims(model), adapter.dims,
+                       ("n_layers", "n_kv_heads", "head_dim", "d_model"))  # fmt: skip
+
+
+def check_adapter_fits(model: nn.Module, adapter: nn.Module, dims, want, fields) -> None:
+    """The checks every adapted model makes when it gets an adapter: `dims` (the model's) and
+    `want` (the adapter's) agree on `fields`, and the adapter's parameters share the model's
+    device and dtype; a ValueError saying how to fix it otherwise."""
+    for field in fields:
         if getattr(dims, field) != getattr(want, field):
             raise ValueError(
                 f"The adapter was built for {field}={getattr(want, field)} but the model has "

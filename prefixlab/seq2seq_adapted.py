@@ -30,6 +30,7 @@ from torch import nn
 from transformers import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import Seq2SeqLMOutput
 
+from prefixlab.adapted import check_adapter_fits
 from prefixlab.loading import cache_kwarg
 from prefixlab.seq2seq import (
     Seq2SeqDims,
@@ -345,18 +346,6 @@ def _cross_hook(P: int):
 
 def _check_compatible(model: nn.Module, adapter: nn.Module) -> None:
     """Fail early, naming the mismatch, when an adapter was built for another model."""
-    dims, want = seq2seq_dims(model), adapter.dims
-    for field in ("n_encoder_layers", "n_decoder_layers", "n_encoder_heads", "n_decoder_heads",
-                  "encoder_head_dim", "decoder_head_dim", "d_model"):  # fmt: skip
-        if getattr(dims, field) != getattr(want, field):
-            raise ValueError(
-                f"The adapter was built for {field}={getattr(want, field)} but the model has "
-                f"{field}={getattr(dims, field)}. Build or load the adapter for this model."
-            )
-    base = next(model.parameters())
-    for name, p in adapter.named_parameters():
-        if p.device != base.device or p.dtype != base.dtype:
-            raise ValueError(
-                f"Adapter parameter {name} is {p.dtype} on {p.device} but the model is "
-                f"{base.dtype} on {base.device}; call adapter.to(model.device, model.dtype)."
-            )
+    fields = ("n_encoder_layers", "n_decoder_layers", "n_encoder_heads", "n_decoder_heads",
+              "encoder_head_dim", "decoder_head_dim", "d_model")  # fmt: skip
+    check_adapter_fits(model, adapter, seq2seq_dims(model), adapter.dims, fields)
