@@ -539,7 +539,8 @@ def test_cli_list_and_show(small_results, monkeypatch, capsys):
     monkeypatch.setitem(registry.STUDIES, SMALL.name, SMALL)
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "prefix_vs_prompt: " in out and "small_check: " in out and "below the protocol" in out
+    assert "prefix_vs_prompt (30 runs, about " in out and "small_check (" in out
+    assert "below the protocol" in out and "CPU-hours): " in out
     folder = small_results.paths["csv"].parent
     assert cli.main(["show", "small_check", "--results", str(folder)]) == 0
     out = capsys.readouterr().out
@@ -549,7 +550,7 @@ def test_cli_list_and_show(small_results, monkeypatch, capsys):
 def test_module_entry_point_lists_the_studies():
     done = subprocess.run([sys.executable, "-m", "prefixlab.studies", "list"], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0 and done.stdout.startswith("prefix_vs_prompt: ")
+    assert done.returncode == 0 and done.stdout.startswith("prefix_vs_prompt (30 runs")
 
 
 def test_read_results_of_a_missing_study_says_how_to_make_it(tmp_path):

@@ -80,10 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     from prefixlab.studies.registry import STUDIES, get_study
 
     if args.command == "list":
+        from prefixlab.studies.registry import cpu_estimate
+
         for study in STUDIES.values():
             problems = study.protocol_problems()
             note = f"  [below the protocol: {'; '.join(problems)}]" if problems else ""
-            print(f"{study.name}: {study.description}{note}")
+            cost = cpu_estimate(study)
+            print(f"{study.name} ({cost['runs']} runs, about {cost['hours']:g} CPU-hours): "
+                  f"{study.description}{note}")  # fmt: skip
         return 0
     try:
         study = get_study(args.name)
