@@ -74,6 +74,18 @@ def small_results(tmp_path_factory):
 # -- the definition and the grid rule -----------------------------------------------------------
 
 
+def test_describe_reads_the_design_from_the_definition():
+    text = SMALL.with_(axes={"n_train_mrs": (8, 16)}).describe()
+    assert "arms: prompt; prefix" in text and "axis n_train_mrs: 8, 16" in text
+    assert "rates: 3 per arm, log-spaced from 1/3x to 3x" in text and "up to 1 times" in text
+    assert "seeds 0, 1, each generating for 4 test tables; validation loss on 4 tables" in text
+    assert "preset 'fast', 4 steps of batch 8" in text and "prefix - prompt" in text
+    init = get_study("init_low_data").describe()
+    assert (
+        "prefix (random) (prefix, init=random)" in init and "seeds 0, 1, 2, 3, 4, 5, 6, 7" in init
+    )
+
+
 def test_registered_study_meets_the_protocol():
     study = get_study("prefix_vs_prompt")
     assert [a.method for a in study.arms] == ["prompt", "prefix", "prefix+mlp"]
