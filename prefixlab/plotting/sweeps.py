@@ -291,7 +291,7 @@ def plot_along_axis(
         raise ValueError(f"Column {axis!r} must hold positive numbers (the axis values).")
     metrics = list(pd.unique(df["metric"]))
     hues = list(pd.unique(df[hue]))
-    styles = _line_styles([str(h).split(" - ")[0] for h in hues])
+    styles = _line_styles(hues)  # "A - B" labels name no method: one colour each
     with style():
         fig, axes = _subplots(1, len(metrics), figsize=(4.4 * len(metrics) + 1.8, 3.9))
         for ax, name in zip(axes[0], metrics, strict=True):
@@ -303,7 +303,7 @@ def plot_along_axis(
                 rows = df[(df["metric"] == name) & (df[hue] == group)].copy()
                 rows["_x"] = pd.to_numeric(rows[axis]).astype(float)
                 rows = rows[np.isfinite(rows["estimate"].to_numpy(float))].sort_values("_x")
-                color, ls, _ = styles[str(group).split(" - ")[0]]
+                color, ls, _ = styles[group]
                 handles.append(Line2D([], [], color=color, ls=ls, marker="o", ms=5,
                                       label=str(group)))  # fmt: skip
                 if rows.empty:
@@ -357,8 +357,8 @@ def plot_seed_spread(
                     ax.errorbar([x + 0.2], [mean], yerr=[sd], fmt="s", color=color, ms=5,
                                 capsize=3, elinewidth=1.4, zorder=3)  # fmt: skip
         centres = [g * width + (len(arms) - 1) / 2 for g in range(len(groups))]
-        ax.set_xticks(centres, [f"{axis.replace('_', ' ')} = {g}" for g in groups])
-        ax.set_xlabel(xlabel or "")
+        ax.set_xticks(centres, [str(g) for g in groups])
+        ax.set_xlabel(xlabel or axis.replace("_", " "))
         ax.set_ylabel(ylabel)
         ax.grid(axis="x", visible=False)
         handles = [Line2D([], [], color=styles[a][0], ls="none", marker="o", ms=6, label=a)

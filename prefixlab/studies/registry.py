@@ -308,5 +308,5 @@ def not_run_line(name) -> str:
     hours = (CPU_ESTIMATES.get(study.name) or cpu_estimate(study))["hours"]
     return (
         f"not run yet: `python -m prefixlab.studies run {study.name}` (about {hours:g} "
-        "CPU-hours on this lab's 2-core CPU, registry.CPU_ESTIMATES)"
+        f"CPU-hour{'' if hours == 1 else 's'} on this lab's 2-core CPU, registry.CPU_ESTIMATES)"
     )
