@@ -137,6 +137,20 @@ def test_claims_disagree_when_the_results_say_the_opposite(tmp_path, agreeing):
     table = claims_table(tmp_path, n_resamples=300)
     assert table.loc["extrapolation", "verdict"] == "no results"
     assert "studies run extrapolation" in table.loc["extrapolation", "ours"]
+    hours = CPU_ESTIMATES["extrapolation"]["hours"]
+    assert f"about {hours:g} CPU-hour" in table.loc["extrapolation", "ours"]
+
+
+def test_not_run_line_names_the_command_and_the_estimate():
+    from prefixlab.studies.registry import cpu_estimate, not_run_line
+
+    for name in (*NOTEBOOK_07, "prefix_length"):
+        line = not_run_line(name)
+        assert line.startswith(f"not run yet: `python -m prefixlab.studies run {name}` (about ")
+        assert f"about {cpu_estimate(name)['hours']:g} CPU-hour" in line
+    assert "about " in not_run_line("scale_axis")  # any study: estimated when not listed
+    with pytest.raises(ValueError, match="Unknown study"):
+        not_run_line("low_dta")
 
 
 def test_verdicts_combine_and_spread_ratio():

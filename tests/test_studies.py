@@ -34,6 +34,7 @@ from prefixlab.studies import (
     read_results,
     registry,
     run_study,
+    seed_table,
     sweep_table,
     verdict_table,
 )
@@ -71,6 +72,18 @@ def small_results(tmp_path_factory):
 
 
 # -- the definition and the grid rule -----------------------------------------------------------
+
+
+def test_describe_reads_the_design_from_the_definition():
+    text = SMALL.with_(axes={"n_train_mrs": (8, 16)}).describe()
+    assert "arms: prompt; prefix" in text and "axis n_train_mrs: 8, 16" in text
+    assert "rates: 3 per arm, log-spaced from 1/3x to 3x" in text and "up to 1 times" in text
+    assert "seeds 0, 1, each generating for 4 test tables; validation loss on 4 tables" in text
+    assert "preset 'fast', 4 steps of batch 8" in text and "prefix - prompt" in text
+    init = get_study("init_low_data").describe()
+    assert (
+        "prefix (random) (prefix, init=random)" in init and "seeds 0, 1, 2, 3, 4, 5, 6, 7" in init
+    )
 
 
 def test_registered_study_meets_the_protocol():
@@ -497,6 +510,45 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
         live_slice(small_results, arm="lora")
     with pytest.raises(ValueError, match="tolerance must be a positive number"):
         live_slice(small_results, tolerance=0)
+
+
+def test_live_slice_at_another_preset_checks_that_the_configuration_trains(
+    small_results, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "cache"))
+    # SMALL was run at "fast"; at "cpu" (with SMALL's 4 steps) no committed row can be matched
+    line = live_slice(small_results, arm="prefix", seed=1, preset="cpu")
+    assert line.startswith("live slice at the cpu preset trains the committed configuration")
+    assert "in 4 steps" in line and "reproducible only at the fast preset" in line
+    start, end = (float(x) for x in line.split("val loss ")[1].split(" in ")[0].split(" -> "))
+    assert end < start
+    same = live_slice(small_results, arm="prefix", seed=1, preset="fast")
+    assert same.startswith("live slice matches the committed rows")  # its own preset: compared
+    with pytest.raises(ValueError, match="preset must be one of"):
+        live_slice(small_results, preset="turbo")
+
+    def flat(config, **_):  # a run whose validation loss does not fall
+        history = History(val_step=[0, 4], val_loss=[2.0, 2.5])
+        return {"final_val_loss": 2.5, "steps_done": 4}, history, None
+
+    monkeypatch.setattr("prefixlab.studies.live.run_experiment", flat)
+    line = live_slice(small_results, arm="prefix", seed=1, preset="cpu")
+    assert line.startswith("live slice at the cpu preset does NOT train")
+
+
+def test_seed_table_one_value_per_run_equal_to_the_pooled_metric(small_results):
+    table = seed_table(small_results, "bleu")
+    seeds = small_results.stage("seeds")
+    assert list(table.columns) == ["arm", "seed", "value"] and len(table) == len(seeds)
+    for row in table.itertuples():
+        (run_id,) = seeds[(seeds.arm == row.arm) & (seeds.seed == row.seed)]["run_id"]
+        stats = small_results.tables[run_id]["bleu"].sum(axis=0)
+        assert row.value == pytest.approx(float(bleu_from_statistics(stats)))
+    loss = seed_table(small_results, "final_val_loss")
+    merged = loss.merge(seeds, on=["arm", "seed"])
+    assert merged.value.to_numpy() == pytest.approx(merged.final_val_loss.to_numpy(), abs=1e-6)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        seed_table(small_results, "blue")
 
 
 # -- the command line --------------------------------------------------------------------------

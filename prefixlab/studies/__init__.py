@@ -6,15 +6,16 @@ results, and the verdicts computed from them.
 - `registry`: the studies by name (`get_study`, `study_names`); `prefix_vs_prompt`,
   `reference_points`, `scale_axis`, `prefix_length`; notebook 07's `low_data`,
   `init_low_data`, `extrapolation`, `table5`; `hybrid` (prefix + LoRA, issue #22); with
-  `CPU_ESTIMATES`.
+  `CPU_ESTIMATES` and `not_run_line`.
 - `protocol`: `run_study`: stage 1 tunes each arm's rate on validation loss, stage 2 runs the
   seeds at the best rate and generates for the evaluation tables; `merge_parts` joins parts
   run apart (`only=` into other folders, side by side or on other machines).
 - `results`: the files (`results/<name>.csv`, `.json` with provenance, `.tables.npz` with
   per-table statistics), `read_results`, `combine_results` (several studies read as one).
 - `analysis`: `verdict_table` (estimates with intervals, paired differences with verdicts)
-  `sweep_table` (the learning-rate sweep) and `point_differences` (one axis value
-  against another, per arm, paired on the same tables).
+  `sweep_table` (the learning-rate sweep), `point_differences` (one axis value
+  against another, per arm, paired on the same tables) and `seed_table` (one value per
+  seed, for the seed-to-seed spread).
 - `live`: `live_slice`, one committed run retrained and compared.
 - `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
   disagree / mixed / not resolved), computed from the committed files.
@@ -22,7 +23,13 @@ results, and the verdicts computed from them.
 Command line: `python -m prefixlab.studies list | run <name> | merge <name> <folders> | show <name>`.
 """
 
-from prefixlab.studies.analysis import METRICS, point_differences, sweep_table, verdict_table
+from prefixlab.studies.analysis import (
+    METRICS,
+    point_differences,
+    seed_table,
+    sweep_table,
+    verdict_table,
+)
 from prefixlab.studies.claims import CLAIMS, claims_table
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.live import live_slice
@@ -58,6 +65,7 @@ __all__ = [
     "result_paths",
     "results_dir",
     "run_study",
+    "seed_table",
     "study_names",
     "sweep_table",
     "table_statistics",

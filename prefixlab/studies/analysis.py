@@ -279,3 +279,29 @@ def point_differences(
                             "tables": other.shape[1], "verdict": text})  # fmt: skip
     return pd.DataFrame(out, columns=[axis, "versus", "metric", "arm", "estimate", "low", "high",
                                       "seeds", "tables", "verdict"])  # fmt: skip
+
+
+def seed_table(study, metric: str, folder=None) -> pd.DataFrame:
+    """One value of `metric` per stage-2 run: per axis point, arm and seed (the seed-to-seed
+    spread that the intervals of `verdict_table` pool with the tables).
+
+    Args:
+        study: a study name or Study, or StudyResults already read.
+        metric: a name in `METRICS` (computed from the run's per-table statistics).
+    Returns:
+        DataFrame: the study's axis columns, then arm, seed, value; runs without the metric's
+        tables are left out.
+    """
+    require_choice("metric", metric, tuple(METRICS))
+    results = study if isinstance(study, StudyResults) else read_results(study, folder)
+    m = METRICS[metric]
+    axes = list(results.study.axes)
+    out = []
+    for _, row in results.stage("seeds").iterrows():
+        array = results.tables.get(row["run_id"], {}).get(m.kind)
+        if array is None or not len(array) or not np.isfinite(array).all():
+            continue
+        value = float(m.fn(np.asarray(array, dtype=float).sum(axis=0)))
+        out.append({**{a: row[a] for a in axes}, "arm": row["arm"], "seed": int(row["seed"]),
+                    "value": value})  # fmt: skip
+    return pd.DataFrame(out, columns=[*axes, "arm", "seed", "value"])

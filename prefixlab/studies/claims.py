@@ -24,6 +24,7 @@ import pandas as pd
 from prefixlab._validate import require_choice
 from prefixlab.stats import CONFIDENCE, RESAMPLES, Interval
 from prefixlab.studies.analysis import METRICS, point_differences, verdict_table
+from prefixlab.studies.registry import not_run_line
 from prefixlab.studies.results import read_results
 
 VERDICTS = ("agree", "disagree", "mixed", "not resolved", "no results")
@@ -236,7 +237,7 @@ def claims_table(
         try:
             results = read_results(claim.study, folder)
         except FileNotFoundError:
-            ours = f"not run yet: python -m prefixlab.studies run {claim.study}"
+            ours = not_run_line(claim.study)
             rows.append((claim.text, claim.study, used, claim.paper, ours, "no results"))
             continue
         ours, said = _HOW[claim.key](results, used, options)

@@ -1,9 +1,10 @@
 """The studies the lab defines, by name: `get_study("prefix_vs_prompt")`, `study_names()`.
 
 A new study is one `register(Study(...))` call below; `python -m prefixlab.studies list`
-shows them all. `CPU_ESTIMATES` says how long each of notebook 07's studies (and `hybrid`,
-issue #22) takes on this lab's 2-core CPU, from runs x seconds per run measured on one short
-run.
+shows them all. `CPU_ESTIMATES` says how long each of notebook 07's studies (with
+`prefix_length`, and `hybrid`, issue #22) takes on this lab's 2-core CPU, from runs x seconds
+per run measured on one short run; `not_run_line(name)` is the line a notebook prints for a
+study that has no results yet.
 """
 
 from __future__ import annotations
@@ -322,3 +323,15 @@ def cpu_estimate(study) -> dict:
 
 NOTEBOOK_07 = ("low_data", "init_low_data", "extrapolation", "table5")
 CPU_ESTIMATES = {name: cpu_estimate(name) for name in STUDIES}
+
+
+def not_run_line(name) -> str:
+    """What a notebook prints for a study without committed results: the command that makes
+    them and how long it takes here, e.g. "not run yet: `python -m prefixlab.studies run
+    low_data` (about 6.7 CPU-hours on this lab's 2-core CPU, registry.CPU_ESTIMATES)"."""
+    study = get_study(name)
+    hours = (CPU_ESTIMATES.get(study.name) or cpu_estimate(study))["hours"]
+    return (
+        f"not run yet: `python -m prefixlab.studies run {study.name}` (about {hours:g} "
+        f"CPU-hour{'' if hours == 1 else 's'} on this lab's 2-core CPU, registry.CPU_ESTIMATES)"
+    )
