@@ -123,6 +123,18 @@ def _copy_of(base: nn.Module) -> nn.Module:
     return copy.deepcopy(base)
 
 
+def data(results) -> dict:
+    """The serving rows for other programs (benchmarks/serving.json, read by notebook 09)."""
+    return {
+        "model": results.sources.get("tiny", "tiny model"),
+        "batch_rows": BATCH,
+        "seq": SEQ,
+        "prefix_length": PREFIX,
+        "measured_copies_up_to": MEASURED_COPIES,
+        "rows": results.serving,
+    }
+
+
 def run(ctx: Run) -> None:
     s = ctx.settings
     log("6. per-user prefixes vs fine-tuned copies")
