@@ -304,6 +304,8 @@ def test_serving_section_counts_bank_and_copies_memory():
         assert found["copies_bytes"] == n * parameter_bytes(base)
         assert 1 <= found["distinct"] <= min(n, 4)
         assert found["bank_rows_per_s"] > 0 and found["copies_rows_per_s"] > 0
+        speedup = found["speedup"]
+        assert 0 < speedup["q1"] <= speedup["median"] <= speedup["q3"]
 
 
 # ------------------------------------------------------------ RESULTS.md, one section at a time
