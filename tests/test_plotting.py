@@ -649,3 +649,22 @@ def test_lr_sweep_rings_the_chosen_rate():
     assert "chosen rate" in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="picked"):
         plot_lr_sweep(df, hue="arm", chosen="picked", title="t")
+
+
+def test_serving_plotly_draws_both_ways_in_two_panels_with_computed_copies_open():
+    rows = [
+        {"users": n, "bank_rows_per_s": 100.0, "copies_rows_per_s": 50.0 + n,
+         "bank_bytes": 2**20 * (4 + n), "copies_bytes": 2**20 * 4 * n, "copies_measured": n <= 10}
+        for n in (1, 10, 100)
+    ]  # fmt: skip
+    fig = P.serving_plotly(rows, title="serving")
+    assert len(fig.data) == 4  # (bank, copies) x (rows/s, MiB)
+    copies_memory = [t for t in fig.data if t.legendgroup == "copies" and t.xaxis == "x2"][0]
+    assert list(copies_memory.y) == [4.0, 40.0, 400.0]
+    assert list(copies_memory.marker.symbol) == ["circle", "circle", "circle-open"]
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis2.type == "log"
+    assert fig.to_json() == P.serving_plotly(rows, title="serving").to_json()  # no random ids
+    with pytest.raises(ValueError, match="lack"):
+        P.serving_plotly([{"users": 1}])
+    with pytest.raises(ValueError, match="non-empty"):
+        P.serving_plotly([])

@@ -45,6 +45,7 @@ from .interactive import (
     attention_grid_plotly,
     attention_heatmap_plotly,
     loss_curves_plotly,
+    serving_plotly,
     setup_notebook,
 )
 from .sweeps import plot_estimates, plot_length_sweep, plot_lr_sweep, plot_scale_axis
@@ -74,6 +75,7 @@ __all__ = [
     "attention_grid_plotly",
     "attention_heatmap_plotly",
     "loss_curves_plotly",
+    "serving_plotly",
     "method_color",
     "method_label",
     "plot_attention_grid",
