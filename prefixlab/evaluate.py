@@ -286,8 +286,9 @@ def row_losses(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`validation_loss` row by row: each row's summed cross-entropy and its scored tokens.
 
-    The same batches as `validation_loss` (the first `max_batches`, in row order), so
-    `sums.sum() / tokens.sum()` is its value up to float rounding.
+    The same batches as `validation_loss` (the first `max_batches`, in row order; "task_ids"
+    passed on for an AdapterBank or a ControlPrefix), so `sums.sum() / tokens.sum()` is its
+    value up to float rounding.
 
     Returns:
         (sums, tokens): float64 [n] (nats) and int64 [n], one entry per evaluated row (the
@@ -298,7 +299,8 @@ def row_losses(
     sums, tokens = [], []
     for batch in _first_batches(encoded, batch_size, max_batches):
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits = adapted(batch["input_ids"], batch["attention_mask"]).logits  # [B, T, V]
+        per_row = {"task_ids": batch["task_ids"]} if "task_ids" in batch else {}
+        logits = adapted(batch["input_ids"], batch["attention_mask"], **per_row).logits  # [B, T, V]
         targets = batch["labels"][:, 1:]  # [B, T-1]: position t predicts token t + 1
         losses = F.cross_entropy(
             logits[:, :-1].flatten(0, 1).float(), targets.reshape(-1), ignore_index=-100,

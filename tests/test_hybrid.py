@@ -323,3 +323,14 @@ def test_bank_flat_rows_stacks_only_used_adapters(tiny_model):
     assert sorted(calls) == [1, 4]
     torch.testing.assert_close(rows[0], bank.adapters[4].weight)
     torch.testing.assert_close(rows[1], bank.adapters[1].weight)
+
+
+def test_row_losses_pass_each_rows_values_to_a_control_prefix(tiny_model):
+    from prefixlab.evaluate import row_losses, validation_loss
+
+    adapted = AdaptedModel(tiny_model, build_control_prefix(tiny_model, 2, attribute_length=1))
+    data = {**encoded(6), "task_ids": torch.tensor([0, 1, 1, 0, 1, 0])}
+    sums, tokens = row_losses(adapted, data, batch_size=4)
+    assert sums.sum() / tokens.sum() == pytest.approx(validation_loss(adapted, data, 4), rel=1e-6)
+    flipped = row_losses(adapted, {**data, "task_ids": 1 - data["task_ids"]}, batch_size=4)[0]
+    assert abs(flipped - sums).max() > 1e-6  # the values asked for change each row's loss

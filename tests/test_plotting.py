@@ -718,3 +718,22 @@ def test_seed_spread_one_dot_per_seed_and_mean_sd_per_group():
     assert ax.get_xlabel() == "n train mrs"
     with pytest.raises(ValueError, match="lacks column"):
         plot_seed_spread(df.drop(columns="value"), "n_train_mrs", title="bad")
+
+
+def test_serving_plotly_draws_both_ways_in_two_panels_with_computed_copies_open():
+    rows = [
+        {"users": n, "bank_rows_per_s": 100.0, "copies_rows_per_s": 50.0 + n,
+         "bank_bytes": 2**20 * (4 + n), "copies_bytes": 2**20 * 4 * n, "copies_measured": n <= 10}
+        for n in (1, 10, 100)
+    ]  # fmt: skip
+    fig = P.serving_plotly(rows, title="serving")
+    assert len(fig.data) == 4  # (bank, copies) x (rows/s, MiB)
+    copies_memory = [t for t in fig.data if t.legendgroup == "copies" and t.xaxis == "x2"][0]
+    assert list(copies_memory.y) == [4.0, 40.0, 400.0]
+    assert list(copies_memory.marker.symbol) == ["circle", "circle", "circle-open"]
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis2.type == "log"
+    assert fig.to_json() == P.serving_plotly(rows, title="serving").to_json()  # no random ids
+    with pytest.raises(ValueError, match="lack"):
+        P.serving_plotly([{"users": 1}])
+    with pytest.raises(ValueError, match="non-empty"):
+        P.serving_plotly([])

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from benchmarks.context import Run
-from benchmarks.harness import interleave
+from benchmarks.harness import interleave, paired_ratio
 from benchmarks.report import log, mib, table
 from benchmarks.variants import BATCH, PREFIX, SEQ, describe, make_batch
 from prefixlab import AdaptedModel, AdapterBank, PrefixTuning
@@ -60,7 +60,9 @@ def serve_users(
     """Throughput (rows/s, median over rounds) and parameter memory of both ways.
 
     Returns a dict: users, distinct (users in the batch), bank_rows_per_s, bank_bytes,
-    copies_rows_per_s, copies_bytes, copies_measured (False = computed).
+    copies_rows_per_s, copies_bytes, copies_measured (False = computed), and speedup: the
+    copies' time / the bank's time per round, {"median", "q1", "q3"} (computed copies: the
+    round's sum of group times).
     """
     dims = model_dims(base)
     batch = make_batch(dims.vocab_size, rows, seq, seed=seed)
@@ -102,10 +104,11 @@ def serve_users(
     samples = interleave(calls, rounds=rounds, warmup=warmup, inner=1)
     bank_time = statistics.median(samples["bank"])
     if measured:
-        copies_time = statistics.median(samples["copies"])
-    else:
-        per_size = {k: statistics.median(samples[f"rows{k}"]) for k in sizes}
-        copies_time = sum(per_size[int(m.sum())] for m in groups)
+        per_round = samples["copies"]
+    else:  # each round: the time of one model on every user group's rows, summed
+        per_round = [sum(samples[f"rows{int(m.sum())}"][r] for m in groups) for r in range(rounds)]
+    copies_time = statistics.median(per_round)
+    speedup = paired_ratio(per_round, samples["bank"])
     return {
         "users": n_users,
         "distinct": len(groups),
@@ -114,6 +117,7 @@ def serve_users(
         "copies_rows_per_s": rows / copies_time,
         "copies_bytes": held,
         "copies_measured": measured,
+        "speedup": {"median": speedup.median, "q1": speedup.q1, "q3": speedup.q3},
     }
 
 
@@ -121,6 +125,18 @@ def _copy_of(base: nn.Module) -> nn.Module:
     import copy
 
     return copy.deepcopy(base)
+
+
+def data(results) -> dict:
+    """The serving rows for other programs (benchmarks/serving.json, read by notebook 09)."""
+    return {
+        "model": results.sources.get("tiny", "tiny model"),
+        "batch_rows": BATCH,
+        "seq": SEQ,
+        "prefix_length": PREFIX,
+        "measured_copies_up_to": MEASURED_COPIES,
+        "rows": results.serving,
+    }
 
 
 def run(ctx: Run) -> None:
@@ -137,7 +153,7 @@ def run(ctx: Run) -> None:
                 str(r["distinct"]),
                 f"{r['bank_rows_per_s']:.0f}",
                 f"{r['copies_rows_per_s']:.0f} ({how})",
-                f"{r['bank_rows_per_s'] / r['copies_rows_per_s']:.1f}x",
+                "{median:.2f} [{q1:.2f}-{q3:.2f}]".format(**r["speedup"]),
                 mib(r["bank_bytes"]),
                 f"{mib(r['copies_bytes'])} ({how})",
                 f"{r['copies_bytes'] / r['bank_bytes']:.1f}x",
@@ -152,14 +168,18 @@ def run(ctx: Run) -> None:
         "(base + prefixes, vs N models). Copies are built and timed up to "
         f"{MEASURED_COPIES} users; beyond, memory is N models and time the sum of one "
         "model's measured time per user group of the same batch (which leaves out the cache "
-        f"and memory pressure of N real models). {s.rounds} interleaved rounds, medians.",
+        f"and memory pressure of N real models). {s.rounds} interleaved rounds; rows/s from "
+        "the median times, the throughput ratio from the per-round ratios (copies' time / "
+        "bank's time in the same round). A batch of "
+        f"{BATCH} rows holds at most {BATCH} users, so beyond N = {BATCH} only the bank's "
+        "size and the copies' memory grow.",
         table(
             [
                 "users N",
                 "distinct in batch",
                 "bank rows/s",
                 "copies rows/s",
-                "bank / copies",
+                "bank / copies throughput, median [IQR]",
                 "bank MiB",
                 "copies MiB",
                 "copies / bank memory",

@@ -46,6 +46,7 @@ from .interactive import (
     attention_grid_plotly,
     attention_heatmap_plotly,
     loss_curves_plotly,
+    serving_plotly,
     setup_notebook,
 )
 from .sweeps import (
@@ -82,6 +83,7 @@ __all__ = [
     "attention_grid_plotly",
     "attention_heatmap_plotly",
     "loss_curves_plotly",
+    "serving_plotly",
     "method_color",
     "method_label",
     "plot_along_axis",
