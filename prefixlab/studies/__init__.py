@@ -14,21 +14,27 @@ results, and the verdicts computed from them.
 - `analysis`: `verdict_table` (estimates with intervals, paired differences with verdicts)
   `sweep_table` (the learning-rate sweep) and `point_differences` (one axis value
   against another, per arm, paired on the same tables).
-- `live`: `live_slice`, one committed run retrained and compared.
+- `live`: `live_slice`, one committed run retrained and compared; `committed_run`, the row
+  and RunConfig of one committed run.
+- `adapters`: `load_adapter` / `start_adapter`, a committed stage-2 run's AdaptedModel as it
+  ended / as it started; `attach_adapters`, the adapters file made from a run cache for
+  results written before studies kept their adapters.
 - `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
   disagree / mixed / not resolved), computed from the committed files.
 
 Command line: `python -m prefixlab.studies list | run <name> | show <name>`.
 """
 
+from prefixlab.studies.adapters import attach_adapters, load_adapter, start_adapter
 from prefixlab.studies.analysis import METRICS, point_differences, sweep_table, verdict_table
 from prefixlab.studies.claims import CLAIMS, claims_table
 from prefixlab.studies.definition import Arm, Study
-from prefixlab.studies.live import live_slice
+from prefixlab.studies.live import committed_run, live_slice
 from prefixlab.studies.protocol import run_study
 from prefixlab.studies.registry import get_study, register, study_names
 from prefixlab.studies.results import (
     CSV_COLUMNS,
+    MAX_ADAPTER_PARAMETERS,
     PROVENANCE_KEYS,
     StudyResults,
     combine_results,
@@ -41,21 +47,26 @@ from prefixlab.studies.results import (
 __all__ = [
     "CLAIMS",
     "CSV_COLUMNS",
+    "MAX_ADAPTER_PARAMETERS",
     "METRICS",
     "PROVENANCE_KEYS",
     "Arm",
     "Study",
     "StudyResults",
+    "attach_adapters",
     "claims_table",
     "combine_results",
+    "committed_run",
     "get_study",
     "live_slice",
+    "load_adapter",
     "point_differences",
     "read_results",
     "register",
     "result_paths",
     "results_dir",
     "run_study",
+    "start_adapter",
     "study_names",
     "sweep_table",
     "table_statistics",
