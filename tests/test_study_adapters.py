@@ -36,8 +36,13 @@ TINY = Study(
     name="adapters_check",
     arms=("prompt", "prefix"),
     preset="fast",
-    overrides={"steps": 4, "n_train_mrs": 8, "n_val_mrs": 4, "max_new_tokens": 8,
-               "eval_every": 2},  # fmt: skip
+    overrides={
+        "steps": 4,
+        "n_train_mrs": 8,
+        "n_val_mrs": 4,
+        "max_new_tokens": 8,
+        "eval_every": 2,
+    },  # fmt: skip
     n_rates=3,
     lr_span=3.0,
     max_extensions=0,
@@ -127,7 +132,9 @@ def test_large_adapters_are_skipped_and_said_so(study_root, tmp_path, monkeypatc
 
 def test_only_parts_merge_their_adapters(tmp_path, monkeypatch):
     monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "cache"))
-    study = TINY.with_(name="adapters_axis", arms=("prompt",), pairs=(), axes={"prefix_length": (2, 4)})
+    study = TINY.with_(
+        name="adapters_axis", arms=("prompt",), pairs=(), axes={"prefix_length": (2, 4)}
+    )
     run_study(study, out=tmp_path / "r", progress=False, only={"prefix_length": 2})
     merged = run_study(study, out=tmp_path / "r", progress=False, only={"prefix_length": 4})
     seeds = merged.stage("seeds")
