@@ -306,7 +306,8 @@ def train_run(config: RunConfig, *, progress: bool = False, callback=None):
     train_enc = _encoded(config, tokenizer, "train", config.n_train_mrs, "n_train_mrs")
     val_enc = _encoded(config, tokenizer, "validation", config.n_val_mrs, "n_val_mrs")
     t = config.train
-    step_callback = None if callback is None else (lambda history: callback(history, adapted))
+    # train's callback sees the History only; the adapted model is added here
+    watch = {} if callback is None else {"callback": lambda history: callback(history, adapted)}
     if config.method == "none":
         history = History(config=jsonable({"train": dataclasses.asdict(t)}))
         history.val_step.append(0)
@@ -317,12 +318,12 @@ def train_run(config: RunConfig, *, progress: bool = False, callback=None):
         history = train_hybrid(
             adapted, train_enc, t, schedule=config.hybrid_schedule, lora_lr=config.lora_lr,
             prefix_share=config.prefix_share, val_data=val_enc, progress=progress,
-            desc=_label(config), callback=step_callback,
+            desc=_label(config), **watch,
         )  # fmt: skip
     else:
         history = train(
             adapted, train_enc, t, val_data=val_enc, progress=progress, desc=_label(config),
-            callback=step_callback,
+            **watch,
         )  # fmt: skip
     return adapted, tokenizer, history
 
