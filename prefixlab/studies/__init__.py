@@ -10,7 +10,8 @@ results, and the verdicts computed from them.
 - `protocol`: `run_study`: stage 1 tunes each arm's rate on validation loss, stage 2 runs the
   seeds at the best rate and generates for the evaluation tables.
 - `results`: the files (`results/<name>.csv`, `.json` with provenance, `.tables.npz` with
-  per-table statistics), `read_results`, `combine_results` (several studies read as one).
+  per-table statistics, `.adapters.safetensors` with the stage-2 runs' trained adapters),
+  `read_results`, `combine_results` (several studies read as one).
 - `analysis`: `verdict_table` (estimates with intervals, paired differences with verdicts)
   `sweep_table` (the learning-rate sweep) and `point_differences` (one axis value
   against another, per arm, paired on the same tables).
