@@ -3,6 +3,7 @@
 - `build(config)`: the frozen model (loaded once per process, `base_model`) and an untrained
   AdaptedModel for the method: prefix, prompt, LoRA, prefix + LoRA, full fine-tuning or
   nothing.
+- `train_run(config)`: build and train only (what `run_experiment` does before measuring).
 - `run_experiment(config)`: build, `prefixlab.train.train` (`prefixlab.hybrid.train_hybrid`
   for "prefix+lora", with its schedule), then generate for held-out MRs and
   score them (BLEU, slot errors, table gain). Results are cached on disk
@@ -284,12 +285,29 @@ def _rebuild(config: RunConfig, key: str):
     return None
 
 
-def _run(config: RunConfig, *, progress: bool):
-    """Build, train, evaluate (no cache)."""
+def train_run(config: RunConfig, *, progress: bool = False, callback=None):
+    """Build and train one run exactly as `run_experiment` does, and nothing else: no cache,
+    no table gain, no generation. For retraining a run and comparing it (`studies.live_slice`).
+
+    Args:
+        config: the run (a RunConfig).
+        callback: called as callback(history, adapted) after every training step, e.g. to
+            record attention while the run trains; returning True stops it ("stopped").
+    Returns:
+        (adapted, tokenizer, history): the trained AdaptedModel and its History (for "none",
+        one validation of the frozen model).
+    """
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}.")
+    if callback is not None and not callable(callback):
+        raise ValueError("callback must be callable as callback(history, adapted), or None.")
+    require_bool("progress", progress)
     adapted, tokenizer = build(config)
     train_enc = _encoded(config, tokenizer, "train", config.n_train_mrs, "n_train_mrs")
     val_enc = _encoded(config, tokenizer, "validation", config.n_val_mrs, "n_val_mrs")
     t = config.train
+    # train's callback sees the History only; the adapted model is added here
+    watch = {} if callback is None else {"callback": lambda history: callback(history, adapted)}
     if config.method == "none":
         history = History(config=jsonable({"train": dataclasses.asdict(t)}))
         history.val_step.append(0)
@@ -300,12 +318,21 @@ def _run(config: RunConfig, *, progress: bool):
         history = train_hybrid(
             adapted, train_enc, t, schedule=config.hybrid_schedule, lora_lr=config.lora_lr,
             prefix_share=config.prefix_share, val_data=val_enc, progress=progress,
-            desc=_label(config),
+            desc=_label(config), **watch,
         )  # fmt: skip
     else:
         history = train(
-            adapted, train_enc, t, val_data=val_enc, progress=progress, desc=_label(config)
-        )
+            adapted, train_enc, t, val_data=val_enc, progress=progress, desc=_label(config),
+            **watch,
+        )  # fmt: skip
+    return adapted, tokenizer, history
+
+
+def _run(config: RunConfig, *, progress: bool):
+    """Build, train, evaluate (no cache)."""
+    adapted, tokenizer, history = train_run(config, progress=progress)
+    train_enc = _encoded(config, tokenizer, "train", config.n_train_mrs, "n_train_mrs")
+    val_enc = _encoded(config, tokenizer, "validation", config.n_val_mrs, "n_val_mrs")
     history.config["run"] = jsonable(config.to_dict())
     row = _row(config, adapted, history)
     row["dropped_train_pairs"] = getattr(train_enc, "n_dropped", 0)  # longer than max_length

@@ -15,6 +15,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from prefixlab.config import RunConfig
 from prefixlab.e2e import load_e2e
@@ -185,7 +186,8 @@ def _stand_in(best: dict, errors: dict, gain: dict):
                    final_val_loss=loss, best_val_loss=loss, stopped_reason="completed",
                    diverged=False, trainable_params=10, seconds=0.0, cached=False,
                    run_id=f"{config.method}-{lr}-{seed}-{n}", table_gain=gain[config.method])  # fmt: skip
-        return row, history, None
+        trained = torch.nn.Linear(2, 5) if return_model else None  # 10 trainable values
+        return row, history, trained
 
     return run_experiment
 
@@ -282,6 +284,8 @@ def test_parts_run_apart_merge_like_parts_run_in_place(monkeypatch, tmp_path):
     columns = [c for c in merged.table.columns if c not in ("seconds",)]
     pd.testing.assert_frame_equal(merged.table[columns], expected.table[columns])
     assert set(merged.tables) == set(expected.tables)
+    assert merged.adapters and set(merged.adapters) == set(expected.adapters)
+    assert merged.provenance["adapters"]["runs"] == len(merged.adapters)
     parts = merged.provenance["parts"]
     assert [[p["prefix_length"] for p in part["points"]] for part in parts] == [[2], [4, 6]]
     assert merged.provenance["wall_seconds"] == pytest.approx(
@@ -321,12 +325,12 @@ def test_merge_parts_is_validated(monkeypatch, tmp_path, capsys):
 
 def test_point_differences_pair_axis_values_on_the_same_tables(monkeypatch, tmp_path):
     def run_experiment(config, **kwargs):  # slot errors fall with P: 3 at P=2, 1 at P=6
-        row, history, _ = _stand_in({"prefix": 0.03, "prompt": 0.03}, {"prefix": 0, "prompt": 0},
+        row, history, trained = _stand_in({"prefix": 0.03, "prompt": 0.03}, {"prefix": 0, "prompt": 0},
                                     {"prefix": 0.5, "prompt": 0.5})(config, **kwargs)  # fmt: skip
         for g in history.generations:
             g["missing"] = ["x"] * ((8 - config.prefix_length) // 2)
         row["run_id"] += f"-P{config.prefix_length}"  # one run id per length
-        return row, history, None
+        return row, history, trained
 
     monkeypatch.setattr(protocol, "run_experiment", run_experiment)
     study = SMALL.with_(axes={"prefix_length": (2, 4, 6)})

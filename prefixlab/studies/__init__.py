@@ -11,18 +11,24 @@ results, and the verdicts computed from them.
   seeds at the best rate and generates for the evaluation tables; `merge_parts` joins parts
   run apart (`only=` into other folders, side by side or on other machines).
 - `results`: the files (`results/<name>.csv`, `.json` with provenance, `.tables.npz` with
-  per-table statistics), `read_results`, `combine_results` (several studies read as one).
+  per-table statistics, `.adapters.safetensors` with the stage-2 runs' trained adapters),
+  `read_results`, `combine_results` (several studies read as one).
 - `analysis`: `verdict_table` (estimates with intervals, paired differences with verdicts)
   `sweep_table` (the learning-rate sweep), `point_differences` (one axis value
   against another, per arm, paired on the same tables) and `seed_table` (one value per
   seed, for the seed-to-seed spread).
-- `live`: `live_slice`, one committed run retrained and compared.
+- `live`: `live_slice`, one committed run retrained and compared (or, at another preset,
+  checked to train); `committed_run`, the row and RunConfig of one committed run.
+- `adapters`: `load_adapter` / `start_adapter`, a committed stage-2 run's AdaptedModel as it
+  ended / as it started; `attach_adapters`, the adapters file made from a run cache for
+  results written before studies kept their adapters.
 - `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
   disagree / mixed / not resolved), computed from the committed files.
 
 Command line: `python -m prefixlab.studies list | run <name> | merge <name> <folders> | show <name>`.
 """
 
+from prefixlab.studies.adapters import attach_adapters, load_adapter, start_adapter
 from prefixlab.studies.analysis import (
     METRICS,
     point_differences,
@@ -32,11 +38,12 @@ from prefixlab.studies.analysis import (
 )
 from prefixlab.studies.claims import CLAIMS, claims_table
 from prefixlab.studies.definition import Arm, Study
-from prefixlab.studies.live import live_slice
+from prefixlab.studies.live import committed_run, live_slice
 from prefixlab.studies.protocol import merge_parts, run_study
 from prefixlab.studies.registry import get_study, register, study_names
 from prefixlab.studies.results import (
     CSV_COLUMNS,
+    MAX_ADAPTER_PARAMETERS,
     PROVENANCE_KEYS,
     StudyResults,
     combine_results,
@@ -49,15 +56,19 @@ from prefixlab.studies.results import (
 __all__ = [
     "CLAIMS",
     "CSV_COLUMNS",
+    "MAX_ADAPTER_PARAMETERS",
     "METRICS",
     "PROVENANCE_KEYS",
     "Arm",
     "Study",
     "StudyResults",
+    "attach_adapters",
     "claims_table",
     "combine_results",
+    "committed_run",
     "get_study",
     "live_slice",
+    "load_adapter",
     "merge_parts",
     "point_differences",
     "read_results",
@@ -66,6 +77,7 @@ __all__ = [
     "results_dir",
     "run_study",
     "seed_table",
+    "start_adapter",
     "study_names",
     "sweep_table",
     "table_statistics",

@@ -6,7 +6,7 @@
                                     [--only AXIS=VALUE]
     python -m prefixlab.studies show prefix_vs_prompt [--results results/]
 
-`run` writes results/<name>.csv, .json and .tables.npz; `show` prints the verdict table of the
+`run` writes results/<name>.csv, .json, .tables.npz and .adapters.safetensors; `show` prints the verdict table of the
 committed files.
 """
 

@@ -11,7 +11,8 @@ For every axis point and arm:
    `max_extensions` times).
 2. **seeds**: train every seed at the best rate and generate for `n_eval_tables` held-out
    tables of `eval_split`; their per-table statistics (`results.table_statistics`) go to the
-   tables file.
+   tables file, and their trained parameters (when at most `MAX_ADAPTER_PARAMETERS`) to the
+   adapters file (`prefixlab.studies.adapters` rebuilds the trained models from it).
 
 Runs go through `runs.run_experiment`, so they are cached: an interrupted study resumes where
 it stopped. The files are written only when every run finished (`results.write_results`).
@@ -29,11 +30,13 @@ import pandas as pd
 
 from prefixlab._validate import require_bool, require_choice
 from prefixlab.config import PRESETS, RunConfig
+from prefixlab.run_cache import read_trained, run_key, trainable_state
 from prefixlab.runs import data_pool, run_data, run_experiment
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.registry import get_study
 from prefixlab.studies.results import (
     CSV_COLUMNS,
+    MAX_ADAPTER_PARAMETERS,
     StudyResults,
     load_average,
     provenance,
@@ -127,6 +130,8 @@ class _Runner:
         self.records: list[dict] = []
         self.tables: dict = {}
         self.grids: list[dict] = []
+        self.adapters: dict = {}  # run_id -> {parameter name: tensor}, stage 2 only
+        self.skipped: list[dict] = []  # stage-2 runs whose parameters were too many to keep
 
     def log(self, message: str) -> None:
         if self.progress:
@@ -136,8 +141,9 @@ class _Runner:
         config = self.study.run_config(self.base, arm.label, point, lr=lr, seed=seed,
                                        evaluate=stage == "seeds")  # fmt: skip
         started = time.monotonic()
-        row, history, _ = run_experiment(config, cache=self.cache, progress=False,
-                                         return_model=False)  # fmt: skip
+        keep = stage == "seeds"  # without the cache the trained model is only here
+        row, history, adapted = run_experiment(config, cache=self.cache, progress=False,
+                                               return_model=keep and not self.cache)  # fmt: skip
         took = time.monotonic() - started
         if history.stopped_reason == "interrupted":
             raise KeyboardInterrupt(
@@ -148,6 +154,8 @@ class _Runner:
         self.records.append(record)
         if keep_tables:
             self.tables[row["run_id"]] = table_statistics(history)
+        if keep:
+            self.keep_adapter(config, record, adapted)
         where = " ".join(f"{k}={v}" for k, v in point.items())
         self.log(
             f"[{stage}] {where + ' ' if where else ''}{arm.label} lr={lr} seed={seed}: "
@@ -157,6 +165,22 @@ class _Runner:
             + (" (cached)" if row["cached"] else f" ({took:.0f} s)")
         )  # fmt: skip
         return record
+
+    def keep_adapter(self, config: RunConfig, record: dict, adapted) -> None:
+        """Keep a stage-2 run's trained parameters, or note that there were too many."""
+        n = int(record["trainable_params"])
+        if n == 0:  # "none" trains nothing
+            return
+        if n > MAX_ADAPTER_PARAMETERS:
+            self.skipped.append({"run_id": record["run_id"], "arm": record["arm"],
+                                 "trainable_params": n})  # fmt: skip
+            return
+        state = trainable_state(adapted) if adapted is not None else read_trained(run_key(config))
+        if state is None:  # the cache kept no weights: rebuilt, or trained again
+            _, _, adapted = run_experiment(config, cache=self.cache, progress=False,
+                                           return_model=True)  # fmt: skip
+            state = trainable_state(adapted)
+        self.adapters[record["run_id"]] = state
 
     def tune(self, arm: Arm, point: Mapping) -> float | None:
         """Stage 1 for one arm at one point: the best rate (None when every rate failed)."""
@@ -259,12 +283,38 @@ def run_study(
         protocol_problems=problems,
         grids=runner.grids,
     )
+    adapters, skipped = runner.adapters, runner.skipped
     if previous is not None:
         table, tables, info = _merge(study, previous, points, table, runner.tables, info)
+        adapters, skipped = _merge_adapters(previous, set(table["run_id"]), adapters, skipped)
     else:
         tables = runner.tables
-    write_results(study, table, tables, info, out)
+    info["adapters"] = adapters_summary(
+        study.name, adapters, skipped,
+        made="run_study: each stage-2 run's trained parameters, kept as the run ended",
+    )  # fmt: skip
+    write_results(study, table, tables, info, out, adapters)
     return read_results(study.name, out)
+
+
+def _merge_adapters(previous: StudyResults, kept: set, adapters: Mapping, skipped: list[dict]):
+    """(adapters, skipped) of `previous` for the runs still `kept`, joined by a part's own."""
+    merged = {**{k: v for k, v in previous.adapters.items() if k in kept}, **adapters}
+    old = (previous.provenance.get("adapters") or {}).get("skipped", [])
+    done = {s["run_id"] for s in skipped}
+    return merged, [s for s in old if s["run_id"] in kept and s["run_id"] not in done] + skipped
+
+
+def adapters_summary(name: str, adapters: Mapping, skipped: list[dict], *, made: str) -> dict:
+    """The JSON's "adapters" entry: the file, the size limit, how many runs it holds, which
+    stage-2 runs were left out for training more values than that, and how it was made."""
+    return {
+        "file": f"{name}.adapters.safetensors" if adapters else None,
+        "max_parameters_per_run": MAX_ADAPTER_PARAMETERS,
+        "runs": len(adapters),
+        "skipped": list(skipped),
+        "made": made,
+    }
 
 
 def select_points(study: Study, only: Mapping | None) -> list[dict]:
@@ -341,7 +391,7 @@ def _merge(study: Study, previous: StudyResults, points, table, tables, info):
     ].reset_index(drop=True)  # fmt: skip
     merged_tables = {k: v for k, v in previous.tables.items() if k in set(kept["run_id"])}
     merged_tables.update(tables)
-    old_info = {k: v for k, v in previous.provenance.items() if k != "study"}
+    old_info = {k: v for k, v in previous.provenance.items() if k not in ("study", "adapters")}
     parts = old_info.pop("parts", None) or [old_info]
     for part in parts:  # a part re-run replaces the old one's points
         part["points"] = [p for p in part.get("points", _points_of(old, axes)) if
@@ -411,12 +461,18 @@ def merge_parts(study, sources, out=None) -> StudyResults:
         previous = _previous_parts(study, out)
         info = {k: v for k, v in part.provenance.items() if k != "study"}
         if previous is None:
-            write_results(study, part.table, part.tables, info, out)
+            write_results(study, part.table, part.tables, info, out, part.adapters)
             continue
+        kept_info = info.pop("adapters", None) or {}  # parts written before adapters: none
         inner = info.pop("parts", None)  # a source that is itself merged keeps its parts
         points = _points_of(part.table, axes)
         table, tables, merged = _merge(study, previous, points, part.table, part.tables, info)
         if inner:
             merged.update(_parts_summary([*merged["parts"][:-1], *inner], axes))
-        write_results(study, table, tables, merged, out)
+        adapters, skipped = _merge_adapters(previous, set(table["run_id"]), part.adapters,
+                                            kept_info.get("skipped", []))  # fmt: skip
+        if adapters or "adapters" in previous.provenance or kept_info:
+            made = kept_info.get("made") or (previous.provenance.get("adapters") or {}).get("made")
+            merged["adapters"] = adapters_summary(study.name, adapters, skipped, made=made)
+        write_results(study, table, tables, merged, out, adapters)
     return read_results(study.name, out)

@@ -11,7 +11,10 @@ Three files per study in `results_dir()` (the repository's results/ folder):
   tokens after the right MR, then after the wrong one), and for runs that hold slot values
   out `<run_id>.held_out` [tables, 2] (errors on held-out values, held-out slots). No MR
   text is stored: the CSV keeps a digest of each run's table list, so runs compared on "the
-  same tables" can be checked.
+  same tables" can be checked;
+- `<name>.adapters.safetensors` (when the study kept any): the trained parameters of its
+  stage-2 runs that train at most `MAX_ADAPTER_PARAMETERS` values, as tensors named
+  `<run_id>/<parameter name>` (`prefixlab.studies.adapters` rebuilds the models from them).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
 
 from prefixlab._version import __version__
 from prefixlab.e2e.held_out import held_out_errors, parse_held_out
@@ -47,6 +52,12 @@ CSV_COLUMNS = (
 PROVENANCE_KEYS = ("commit", "date", "versions", "preset", "machine", "wall_seconds",
                    "load_average")  # fmt: skip
 TABLE_KINDS = ("slots", "bleu", "losses", "held_out")
+# A stage-2 run's trained parameters are kept with the results up to this many values per run
+# (prefixes and prompts; not the MLP's training-time parameters, LoRA of large models or full
+# fine-tuning), so that the adapters file stays small enough to commit.
+MAX_ADAPTER_PARAMETERS = 200_000
+ADAPTERS_FORMAT = "prefixlab-study-adapters/1"
+_REQUIRED = ("csv", "json", "tables")
 
 
 def results_dir() -> Path:
@@ -55,12 +66,14 @@ def results_dir() -> Path:
 
 
 def result_paths(name: str, folder: str | os.PathLike | None = None) -> dict[str, Path]:
-    """{"csv", "json", "tables"}: the three files of study `name` in `folder`."""
+    """{"csv", "json", "tables", "adapters"}: the files of study `name` in `folder` (the
+    adapters file is optional)."""
     folder = results_dir() if folder is None else Path(folder)
     return {
         "csv": folder / f"{name}.csv",
         "json": folder / f"{name}.json",
         "tables": folder / f"{name}.tables.npz",
+        "adapters": folder / f"{name}.adapters.safetensors",
     }
 
 
@@ -162,18 +175,40 @@ def load_average() -> tuple[float, ...]:
 
 @dataclass
 class StudyResults:
-    """A study's files, read back: the definition as committed, the run table, the provenance
-    and the per-table arrays ({run_id: {"slots", "bleu", "losses"}})."""
+    """A study's files, read back: the definition as committed, the run table, the provenance,
+    the per-table arrays ({run_id: {"slots", "bleu", "losses"}}) and the kept trained
+    parameters ({run_id: {parameter name: tensor}}; `prefixlab.studies.adapters`)."""
 
     study: Study
     table: pd.DataFrame
     provenance: dict
     tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
+    adapters: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def stage(self, stage: str) -> pd.DataFrame:
         """The rows of one stage: "tune" (stage 1) or "seeds" (stage 2)."""
         return self.table[self.table["stage"] == stage]
+
+
+def write_adapters(path: str | os.PathLike, adapters: Mapping[str, Mapping]) -> None:
+    """Write {run_id: {parameter name: tensor}} into one safetensors file (`<run_id>/<name>`)."""
+    tensors = {
+        f"{run_id}/{name}": t.detach().contiguous().cpu()
+        for run_id, state in adapters.items()
+        for name, t in state.items()
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"format": ADAPTERS_FORMAT})
+
+
+def read_adapters(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
+    """{run_id: {parameter name: tensor}} from a file `write_adapters` wrote."""
+    adapters: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in load_file(str(path)).items():
+        run_id, _, name = key.rpartition("/")  # parameter names never hold a "/"
+        adapters.setdefault(run_id, {})[name] = tensor
+    return adapters
 
 
 def write_results(
@@ -182,15 +217,22 @@ def write_results(
     tables: Mapping[str, Mapping[str, np.ndarray]],
     info: Mapping,
     folder: str | os.PathLike | None = None,
+    adapters: Mapping[str, Mapping] | None = None,
 ) -> dict[str, Path]:
-    """Write the three files of `study` into `folder` (created if needed); returns their paths.
+    """Write the files of `study` into `folder` (created if needed); returns their paths.
 
     Args:
         table: one row per run (`CSV_COLUMNS` and the axis columns).
         tables: {run_id: {kind: array}} (`table_statistics`) for the runs to keep.
         info: the JSON's content (provenance and whatever else the study reports).
+        adapters: {run_id: {parameter name: tensor}}, the trained parameters to keep; with
+            none, no adapters file (an old one is removed, since its runs are gone).
     """
     paths = result_paths(study.name, folder)
+    if adapters:
+        write_adapters(paths["adapters"], adapters)
+    else:
+        paths["adapters"].unlink(missing_ok=True)
     paths["csv"].parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(paths["csv"], index=False)
     arrays = {
@@ -213,7 +255,7 @@ def read_results(name, folder: str | os.PathLike | None = None) -> StudyResults:
     if not isinstance(name, str) or not name:
         raise ValueError(f"Give a study name or a Study, got {name!r}.")
     paths = result_paths(name, folder)
-    missing = [str(p) for p in paths.values() if not p.is_file()]
+    missing = [str(paths[kind]) for kind in _REQUIRED if not paths[kind].is_file()]
     if missing:
         raise FileNotFoundError(
             f"Study {name!r} has no results in {paths['csv'].parent} (missing "
@@ -227,7 +269,12 @@ def read_results(name, folder: str | os.PathLike | None = None) -> StudyResults:
         for key in archive.files:
             run_id, _, kind = key.rpartition(".")
             tables.setdefault(run_id, {})[kind] = archive[key]
-    return StudyResults(Study.from_dict(info["study"]), table, info, tables, paths)
+    adapters = {}
+    if paths["adapters"].is_file():
+        adapters = read_adapters(paths["adapters"])
+    else:
+        del paths["adapters"]
+    return StudyResults(Study.from_dict(info["study"]), table, info, tables, paths, adapters)
 
 
 def combine_results(*parts, name: str, pairs: Sequence[tuple[str, str]] = ()) -> StudyResults:
@@ -277,4 +324,5 @@ def combine_results(*parts, name: str, pairs: Sequence[tuple[str, str]] = ()) ->
     tables = {k: v for r in results for k, v in r.tables.items()}
     info = {"combined": {r.study.name: {k: v for k, v in r.provenance.items() if k != "study"}
                          for r in results}}  # fmt: skip
-    return StudyResults(study, table, info, tables, {})
+    adapters = {k: v for r in results for k, v in r.adapters.items()}
+    return StudyResults(study, table, info, tables, {}, adapters)
