@@ -255,7 +255,7 @@ def test_a_part_of_an_axis_merges_into_the_committed_results(monkeypatch, tmp_pa
     table = merged.table
     assert table["prefix_length"].drop_duplicates().tolist() == [2, 4, 6]  # axis order
     assert len(table) == 3 * len(first.table) / 2
-    assert set(merged.tables) == set(table.loc[table["stage"] == "seeds", "run_id"])
+    assert set(merged.tables) == set(table["run_id"])  # every run keeps its curves
     parts = merged.provenance["parts"]
     assert [[p["prefix_length"] for p in part["points"]] for part in parts] == [[2], [6], [4]]
     assert merged.provenance["runs"] == len(table)
@@ -455,7 +455,16 @@ def test_files_hold_the_columns_and_the_provenance(small_results):
     assert info["wall_seconds"] > 0 and set(info["load_average"]) == {"start", "end"}
     assert info["study"] == SMALL.to_dict() and len(info["protocol_problems"]) == 5
     assert paths["tables"].stat().st_size < 100_000
-    assert set(small_results.tables) == set(seeds["run_id"])
+    # every run keeps its curves; stage-2 runs also their per-table statistics
+    assert set(small_results.tables) == set(small_results.table["run_id"])
+    for run_id, kinds in small_results.tables.items():
+        row = small_results.table.set_index("run_id").loc[run_id]
+        history_steps = int(row["steps_done"])
+        assert kinds["train_loss"].shape == (history_steps,)
+        assert kinds["val_curve"][0, 0] == 0 and kinds["val_curve"][-1, 1] == pytest.approx(
+            row["final_val_loss"], rel=1e-9
+        )
+        assert ("slots" in kinds) == (row["stage"] == "seeds")
     # no table text is committed, only digests of the table lists
     for path in (paths["csv"], paths["json"]):
         assert "name[" not in path.read_text()

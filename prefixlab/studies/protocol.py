@@ -42,6 +42,7 @@ from prefixlab.studies.results import (
     provenance,
     read_results,
     result_paths,
+    run_curves,
     table_statistics,
     tables_digest,
     write_results,
@@ -152,8 +153,9 @@ class _Runner:
             )
         record = _record(stage, arm, point, config, row, history, chosen=chosen)
         self.records.append(record)
+        self.tables[row["run_id"]] = run_curves(history)  # every run: its curves
         if keep_tables:
-            self.tables[row["run_id"]] = table_statistics(history)
+            self.tables[row["run_id"]].update(table_statistics(history))
         if keep:
             self.keep_adapter(config, record, adapted)
         where = " ".join(f"{k}={v}" for k, v in point.items())

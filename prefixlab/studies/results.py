@@ -11,7 +11,11 @@ Three files per study in `results_dir()` (the repository's results/ folder):
   tokens after the right MR, then after the wrong one), and for runs that hold slot values
   out `<run_id>.held_out` [tables, 2] (errors on held-out values, held-out slots). No MR
   text is stored: the CSV keeps a digest of each run's table list, so runs compared on "the
-  same tables" can be checked;
+  same tables" can be checked. Every run (stage 1 too) also keeps its curves
+  (`run_curves`): `<run_id>.train_loss` [steps] (each step's batch loss) and
+  `<run_id>.val_curve` [validations, 2] (step, validation loss), so that stability is read
+  from the whole run and not only from where it ended (results written before curves were
+  kept have none);
 - `<name>.adapters.safetensors` (when the study kept any): the trained parameters of its
   stage-2 runs that train at most `MAX_ADAPTER_PARAMETERS` values, as tensors named
   `<run_id>/<parameter name>` (`prefixlab.studies.adapters` rebuilds the models from them).
@@ -83,6 +87,16 @@ def result_paths(name: str, folder: str | os.PathLike | None = None) -> dict[str
 def tables_digest(mrs: Sequence[str]) -> str:
     """A short hash of an ordered list of tables: equal digests, same tables in the same order."""
     return hashlib.sha256("\n".join(mrs).encode()).hexdigest()[:12] if mrs else ""
+
+
+def run_curves(history: History) -> dict[str, np.ndarray]:
+    """A run's curves for the tables file: {"train_loss": float32 [steps] (the batch loss of
+    each step, before its update), "val_curve": float64 [validations, 2] (step, loss)}."""
+    return {
+        "train_loss": np.asarray(history.loss, dtype=np.float32),
+        "val_curve": np.array(list(zip(history.val_step, history.val_loss, strict=True)),
+                              dtype=np.float64).reshape(-1, 2),
+    }  # fmt: skip
 
 
 def table_statistics(history: History) -> dict[str, np.ndarray]:
