@@ -182,8 +182,22 @@ def live_slice(
     if steps_done != int(row["steps_done"]):
         what += f"; steps {steps_done} vs {int(row['steps_done'])}"
     verdict = "matches" if same else "does NOT match"
-    line = f"live slice {verdict} the committed rows ({what})"
+    line = SliceLine(f"live slice {verdict} the committed rows ({what})", same)
     return _returned(line, run, samples, history)
+
+
+class SliceLine(str):
+    """The line `live_slice` returns, with `ok`: True when the slice passed its check (the
+    committed run reproduced, or at another preset the configuration trained). A notebook
+    prints `ok` in an nbval-checked cell, which then reads the same at every preset, and the
+    line itself in a cell that is not checked."""
+
+    ok: bool
+
+    def __new__(cls, text: str, ok: bool):
+        line = super().__new__(cls, text)
+        line.ok = bool(ok)
+        return line
 
 
 def _returned(line: str, run, samples: int, history: bool):
@@ -193,15 +207,16 @@ def _returned(line: str, run, samples: int, history: bool):
     return (line, run.generations) if samples else line
 
 
-def _trains_line(history, who, seed, preset, committed_preset, committed, row) -> str:
+def _trains_line(history, who, seed, preset, committed_preset, committed, row) -> SliceLine:
     """The line of a slice at another preset than the committed one: did the loss fall?"""
     start, end = float(history.val_loss[0]), float(history.val_loss[-1])
     trains = math.isfinite(end) and end < start
     steps = history.val_step[-1]
     said = "trains" if trains else "does NOT train"
-    return (
+    text = (
         f"live slice at the {preset} preset {said} the committed configuration ({who}, seed "
         f"{seed}: val loss {start:.3f} -> {end:.3f} in {steps} steps; the committed "
         f"{committed_preset} run: {committed:.3f} after {int(row['steps_done'])} steps, "
         f"reproducible only at the {committed_preset} preset)"
     )
+    return SliceLine(text, trains)
