@@ -21,6 +21,10 @@ self-attention only; `seq2seq_artifacts` maps between the two (and says what can
 
 Prompt tuning: P soft tokens in front of the encoder input, as PEFT does; the decoder is
 untouched. `Seq2SeqAdaptedModel` (seq2seq_adapted.py) feeds either adapter to the model.
+
+`load_seq2seq("tiny")` loads the embedded encoder-decoder (data/tiny-bart, a 2 + 2 layer BART
+pretrained by this project with tiny-gpt2's tokenizer); `seq2seq_batching.encode_seq2seq`
+makes its batches.
 """
 
 from __future__ import annotations

@@ -151,7 +151,8 @@ def test_embedded_seq2seq_loads_offline_frozen_in_float32(tiny_bart):
     card = (embedded_seq2seq_dir("tiny") / "README.md").read_text()
     assert card.startswith("# tiny-bart") and "float16" in card
     info = json.loads((embedded_seq2seq_dir("tiny") / "build_info.json").read_text())
-    assert info["train_minutes"] <= 25.5 and info["config"]["threads"] == 1
+    assert info["train_cpu_minutes"] <= 25.5 and info["config"]["threads"] == 1
+    assert not info["stopped_early"]
     assert info["float16"]["max_abs_logit_diff"] < 0.05
 
 
