@@ -8,12 +8,14 @@ decoder, and shares that family's corpus and tokenizer:
 
 1. Examples (`pretraining_examples`): the same descriptions of training-split MRs as the
    decoder-only corpus (`synthetic_pretraining_pairs`, same seed), and the same draws: the
-   40% that follow a fact sheet there are (fact sheet -> description) pairs here; each other
-   description is rebuilt from a copy with about 30% of its words deleted in short spans
-   (`delete_spans`, BART's span deletion). E2E's `name[...]` format never appears.
+   40% that follow a fact sheet there are (fact sheet -> description) pairs here; of the
+   others a quarter are copied whole (description -> itself) and the rest rebuilt from a
+   copy that lost up to half of its words in short spans (`delete_spans`, BART's span
+   deletion). E2E's `name[...]` format never appears.
 2. The tokenizer: tiny-gpt2's files, copied. `<|endoftext|>` is pad, eos, bos and the
    decoder start token (real BART starts its decoder with its eos token too).
-3. A BART (2 + 2 layers, width 128) trained with teacher forcing on random batches of pairs,
+3. A BART (2 + 2 layers, width 128, weights initialized with std 0.1 rather than BART's 0.02:
+   see `BuildConfig.init_std`) trained with teacher forcing on random batches of pairs,
    encoded as `prefixlab.seq2seq_batching.encode_seq2seq` encodes them.
 4. The weights are stored in float16 (the data/ budget), and everything measured after
    training is measured on the stored weights read back in float32, as `load_seq2seq("tiny")`
@@ -67,7 +69,15 @@ class BuildConfig:
     name: str = "tiny"  # the folder data/<name>-bart and the card's title ("quick" for smoke)
     n_sentences: int = 80_000  # pretraining descriptions (train-split MRs), as tiny-gpt2
     fact_share: float = 0.4  # of them paired with their fact sheet, the rest with a deletion
-    deletion: float = 0.3  # share of a description's words deleted (spans of 1-3 words)
+    # Each deletion example loses a share of its words drawn uniformly from (0, deletion), in
+    # spans of 1-3 words: the light ones teach the cross-attention to align and copy.
+    deletion: float = 0.5
+    copy_share: float = 0.25  # of the descriptions without a sheet, copied whole instead
+    dropout: float = 0.0  # no dropout: a model this small is not at risk of overfitting
+    # Weight init. BART's 0.02 (made for width 1024) left this model ignoring its source:
+    # the cross-attention starts near uniform and the encoder's output collapsed to one
+    # vector before copying was learned. 0.1 (about 1 / sqrt(width)) copies within 300 steps.
+    init_std: float = 0.1
     n_heldout_mrs: int = 200  # validation-split MRs for held-out losses and the checks
     n_check_mrs: int = 100  # of them used by context_checks and copy_checks
     layers: int = 2  # encoder layers, and as many decoder layers
@@ -75,7 +85,7 @@ class BuildConfig:
     heads: int = 4
     ffn_dim: int = 512
     batch_size: int = 32
-    steps: int = 2500  # about 17 CPU minutes of one thread on the build machine
+    steps: int = 2000  # about 10 CPU minutes of one thread on the build machine
     lr: float = 2e-3  # peak; linear warmup then cosine to lr / 10 (build_tiny_model.lr_at)
     warmup: int = 100
     weight_decay: float = 0.1
@@ -130,9 +140,9 @@ def delete_spans(text: str, share: float, rng: random.Random) -> str:
 
 
 def pretraining_examples(
-    n: int, seed: int, fact_share: float, deletion: float
+    n: int, seed: int, fact_share: float, deletion: float, copy_share: float
 ) -> list[tuple[str, str, str]]:
-    """(kind, source, target) triples, kind "sheet" or "deletion", target a description.
+    """(kind, source, target) triples, kind "sheet", "copy" or "deletion"; target a description.
 
     The descriptions and the sheet draws are those of `synthetic_pretraining_corpus(n, seed,
     fact_share)`: where that corpus puts `sheet + "\\n " + text`, this gives (sheet, text).
@@ -143,8 +153,11 @@ def pretraining_examples(
     for mr, text in synthetic_pretraining_pairs(n, seed):
         if sheet_rng.random() < fact_share:
             examples.append(("sheet", fact_sheet(mr, sheet_rng), text))
+        elif deletion_rng.random() < copy_share:
+            examples.append(("copy", text, text))
         else:
-            examples.append(("deletion", delete_spans(text, deletion, deletion_rng), text))
+            share = deletion_rng.uniform(0, deletion)
+            examples.append(("deletion", delete_spans(text, share, deletion_rng), text))
     return examples
 
 
@@ -300,7 +313,9 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
 
     tokenizer = copy_tokenizer(out)
     eos = tokenizer.eos_token_id
-    examples = pretraining_examples(cfg.n_sentences, cfg.seed, cfg.fact_share, cfg.deletion)
+    examples = pretraining_examples(
+        cfg.n_sentences, cfg.seed, cfg.fact_share, cfg.deletion, cfg.copy_share
+    )
     n_sheets = sum(kind == "sheet" for kind, _, _ in examples)
     encoded = encode_seq2seq(
         tokenizer, [(s, t) for _, s, t in examples], max_source=MAX_TOKENS, max_target=MAX_TOKENS
@@ -309,13 +324,15 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
     target_tokens = int((encoded["labels"] != -100).sum())
     log(
         f"examples: {len(examples)} ({n_sheets} sheet -> text, {len(examples) - n_sheets} "
-        f"deletion -> text); {source_tokens:,} source and {target_tokens:,} target tokens"
+        f"copy or deletion -> text); {source_tokens:,} source, {target_tokens:,} target tokens"
     )
 
     heldout = synthetic_e2e("validation", n_mrs=cfg.n_heldout_mrs, refs_per_mr=4, seed=cfg.seed)
     rng = random.Random(f"heldout:{cfg.seed}")
     heldout_sheet = [(fact_sheet(mr, rng), ref) for mr, ref in heldout.pairs]
-    heldout_deletion = [(delete_spans(ref, cfg.deletion, rng), ref) for _, ref in heldout.pairs]
+    heldout_deletion = [
+        (delete_spans(ref, rng.uniform(0, cfg.deletion), rng), ref) for _, ref in heldout.pairs
+    ]
     g_eval = torch.Generator().manual_seed(cfg.seed + 1)
     eval_bs = min(cfg.batch_size, 32)
 
@@ -339,6 +356,8 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
         encoder_ffn_dim=cfg.ffn_dim,
         decoder_ffn_dim=cfg.ffn_dim,
         max_position_embeddings=MAX_TOKENS,
+        dropout=cfg.dropout,
+        init_std=cfg.init_std,
         pad_token_id=eos,
         bos_token_id=eos,
         eos_token_id=eos,
@@ -424,6 +443,8 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
         "vocab_size": len(tokenizer),
         "examples": len(examples),
         "sheet_examples": n_sheets,
+        "copy_examples": sum(kind == "copy" for kind, _, _ in examples),
+        "deletion_examples": sum(kind == "deletion" for kind, _, _ in examples),
         "source_tokens": source_tokens,
         "target_tokens": target_tokens,
         "real_dev_mrs_in_corpus": real_mrs_in_corpus(cfg),
@@ -538,32 +559,48 @@ with the same draws:
   ({100 * info["sheet_examples"] / info["examples"]:.0f}%) that follow their fact sheet in tiny-gpt2's corpus: the encoder
   reads `cuisine=Italian; name=The Golden Curry; area=riverside` (`prefixlab.e2e.fact_sheet`,
   not E2E's format), the decoder writes the description;
-- **span deletion -> description** for the others: the encoder reads the description with
-  about {100 * cfg["deletion"]:.0f}% of its words deleted in spans of one to three words
-  (`delete_spans`), the decoder writes it whole.
+- **copy -> description** for {100 * cfg["copy_share"]:.0f}% of the others ({info["copy_examples"]:,}): the encoder reads
+  the description itself;
+- **span deletion -> description** for the rest ({info["deletion_examples"]:,}): the encoder reads the
+  description after a share of its words, drawn uniformly up to {100 * cfg["deletion"]:.0f}%, was deleted
+  in spans of one to three words (`delete_spans`); the decoder writes it whole.
 
-Why both. The sheets do for this model what they do for tiny-gpt2: they teach it to carry
+Why this mix. The sheets do for this model what they do for tiny-gpt2: they teach it to carry
 names and values from what it reads into what it writes, which is the skill a prefix or soft
 prompt must then steer towards an E2E MR. Sheets alone would make the model a sheet-to-text
 converter one renaming away from the E2E task, and leave it nothing to do without a sheet;
 the deletions keep the decoder a language model of descriptions that also copies (most of a
-target is in its source) and fills gaps, as BART's denoising does. Deletion rather than
-BART's masking because the shared tokenizer has no mask token, and adding one would break
-"the same tokens for both models". Mirroring tiny-gpt2's 40/60 split keeps the two models
-comparable: same texts, same facts, same share of facts. **E2E's MR format never appears**
-(no `name[...]`, brackets, slot names or `||`): reading an MR is left to the tuning methods.
+target is in its source) and fills gaps, as BART's denoising does, from light to heavy, with
+whole copies as the easiest case. Deletion rather than BART's masking because the shared
+tokenizer has no mask token, and adding one would break "the same tokens for both models".
+Mirroring tiny-gpt2's 40/60 split keeps the two models comparable: same texts, same facts,
+same share of facts. **E2E's MR format never appears** (no `name[...]`, brackets, slot names
+or `||`): reading an MR is left to the tuning methods.
+
+What it took. The first build used BART's weight init (std 0.02, made for width 1024),
+dropout 0.1 and a fixed 30% deletion. After 2,500 steps it wrote the sheet's restaurant name
+in 3% of descriptions and never wrote a text back from itself; the right sheet was worth
+0.10 nats/token over a wrong one (closed values such as the cuisine, not names): the decoder
+had learned the language from its own past, and the cross-attention had not learned to
+find a token to copy. Two 500-step trials with init 0.02 and no dropout, one with lighter
+deletions, one adding whole copies, ignored the source altogether: every source gave the
+same loss to four decimals, the encoder's output having collapsed to nearly one vector (its
+spread across positions 0.2% of its size). A 300-step trial with init std 0.1 (about
+1/sqrt(width)) copied 73% of the names. This build uses that init, without dropout.
+
 {overlap_text}
 
 Held-out: {info["heldout_references"]} references of {cfg["n_heldout_mrs"]} validation-split MRs
-(never realized in training), paired with their sheets and with deletions of themselves.
+(never realized in training), paired with their sheets and with deletions of themselves
+(drawn as in training).
 
 ## Training
 
 Teacher forcing, batch {cfg["batch_size"]} pairs drawn at random, {info["steps_done"]:,} steps
 ({info["tokens_seen"]:,} source + target tokens), AdamW (betas 0.9/0.95, weight decay
 {cfg["weight_decay"]}), learning rate {cfg["lr"]} with {cfg["warmup"]} warmup steps then cosine decay to a
-tenth, gradient clipping 1.0, dropout 0.1 (BART's default; `load_seq2seq` runs the frozen
-model in eval mode), seed {cfg["seed"]}, {info["machine"].split(", ")[1]}.{stopped}
+tenth, gradient clipping 1.0, no dropout, weight init std {cfg["init_std"]}, seed {cfg["seed"]},
+{info["machine"].split(", ")[1]}.{stopped}
 
 Loss in nats per target token (eval mode, {cfg["eval_batches"]} batches each):
 
@@ -573,8 +610,8 @@ Loss in nats per target token (eval mode, {cfg["eval_batches"]} batches each):
 
 Stored weights: **train {final["train"]:.3f}, held-out from sheet {final["heldout_sheet"]:.3f}, from
 deletion {final["heldout_deletion"]:.3f}**; a uniform guess scores ln({info["vocab_size"]}) =
-{info["uniform_loss"]:.2f}. (tiny-gpt2 scores held-out descriptions {gpt["final_heldout_loss"]:.3f} with no context:
-compare the "nothing" row below.)
+{info["uniform_loss"]:.2f}. (tiny-gpt2 scores held-out descriptions {gpt["final_heldout_loss"]:.3f} with no context;
+this model, never trained without a source, scores {checks["empty"]:.3f} with an empty one: see below.)
 
 Budget and time: training used **{info["train_cpu_minutes"]:.1f} CPU minutes** of its one thread
 (the budget is {cfg["max_train_cpu_minutes"]:.0f}, counted in CPU time because the machine was
@@ -624,8 +661,12 @@ seconds-long smoke build into a temporary folder (tests run it).
 - It reads fact sheets, not E2E MRs: `name[...]`, slot names such as `eatType` and `||`
   are text it never saw. A value after `[` is the same tokens as after `=`, so what it
   learned to copy is there to copy; learning to read the MR is the tuning methods' job.
-- Two layers each side and a training budget of 25 single-thread minutes: findings at
-  this scale need not hold for BART-base or T5.
+- Two layers each side, {info["train_cpu_minutes"]:.0f} CPU minutes of training: findings at this scale need not
+  hold for BART-base or T5.
+- `<|endoftext|>` is also BART's padding index (`pad_token_id`): its embedding row starts
+  at zero, and the input side of the tied table gives that row no gradient, so it learned
+  only as the output row that ends every text. As an input (the decoder start token) it
+  is what that training made of it.
 """
 
 
@@ -640,12 +681,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--n-sentences", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--init-std", type=float, default=None)
+    parser.add_argument("--copy-share", type=float, default=None)
     parser.add_argument(
         "--max-train-cpu-minutes", type=float, default=None, help="budget of the training loop"
     )
     args = parser.parse_args(argv)
     overrides = dict(QUICK) if args.quick else {}
-    keys = ("steps", "n_sentences", "seed", "max_train_cpu_minutes")
+    keys = (
+        "steps",
+        "n_sentences",
+        "seed",
+        "max_train_cpu_minutes",
+        "init_std",
+        "copy_share",
+    )
     for key in keys:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)

@@ -90,13 +90,17 @@ def test_encode_seq2seq_refuses_bad_pairs():
 def test_examples_are_the_decoder_corpus_as_pairs():
     """Same descriptions and same fact sheets as tiny-gpt2's corpus; deletions keep word order."""
     module = build_script()
-    examples = module.pretraining_examples(300, seed=0, fact_share=0.4, deletion=0.3)
+    examples = module.pretraining_examples(
+        300, seed=0, fact_share=0.4, deletion=0.5, copy_share=0.25
+    )
     corpus = synthetic_pretraining_corpus(300, seed=0, fact_share=0.4)
     kinds = [kind for kind, _, _ in examples]
-    assert 60 < kinds.count("sheet") < 180
+    assert 60 < kinds.count("sheet") < 180 and 20 < kinds.count("copy") < 70
     for (kind, source, target), document in zip(examples, corpus, strict=True):
         if kind == "sheet":
             assert document == f"{source}\n {target}"
+        elif kind == "copy":
+            assert source == target == document
         else:
             assert document == target
             kept, words = source.split(" "), target.split(" ")
@@ -106,7 +110,7 @@ def test_examples_are_the_decoder_corpus_as_pairs():
     shares = [
         1 - len(s.split(" ")) / len(t.split(" ")) for kind, s, t in examples if kind == "deletion"
     ]
-    assert 0.2 < sum(shares) / len(shares) < 0.4
+    assert 0.15 < sum(shares) / len(shares) < 0.35 and max(shares) < 0.6
 
 
 def test_quick_build_script(tmp_path):
