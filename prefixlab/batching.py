@@ -216,12 +216,28 @@ def iterate_batches(
             return
         batch = {key: value[index] for key, value in encoded.items()}
         if trim and "attention_mask" in batch:
-            used = batch["attention_mask"].any(dim=0).nonzero().flatten()  # columns with a token
-            if len(used):
-                lo, hi = int(used[0]), int(used[-1]) + 1
-                width = batch["attention_mask"].shape[1]
-                batch = {  # per-row entries such as task_ids [B] are not token columns
-                    key: value[:, lo:hi] if value.dim() == 2 and value.shape[1] == width else value
-                    for key, value in batch.items()
-                }
+            # an encoder-decoder batch (it has a decoder mask) pads its targets on their own
+            targets = TARGET_KEYS if "decoder_attention_mask" in batch else ()
+            batch = _trim(batch, "attention_mask", [k for k in batch if k not in targets])
+            if targets:
+                batch = _trim(batch, "decoder_attention_mask", [k for k in batch if k in targets])
         yield batch
+
+
+# The target-side columns of an encoder-decoder batch (`seq2seq_batching.encode_seq2seq`).
+TARGET_KEYS = ("labels", "decoder_input_ids", "decoder_attention_mask")
+
+
+def _trim(batch: dict, mask_key: str, keys) -> dict:
+    """Drop the columns of `keys` that are padding in every row of `batch[mask_key]`."""
+    used = batch[mask_key].any(dim=0).nonzero().flatten()  # columns with a token
+    if not len(used):
+        return batch
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    width = batch[mask_key].shape[1]
+    return {  # per-row entries such as task_ids [B] are not token columns
+        key: value[:, lo:hi]
+        if key in keys and value.dim() == 2 and value.shape[1] == width
+        else value
+        for key, value in batch.items()
+    }
