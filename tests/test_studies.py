@@ -131,12 +131,15 @@ def test_encdec_parts_places_its_prefixes_and_matches_the_tiny_arm_in_size():
     assert configs[registry.ENCDEC_TINY].model == "tiny"
     assert configs["decoder+cross"].parts == ("decoder", "cross")
     assert all(c.init == "random" for c in configs.values() if c.method == "prefix+mlp")
-    stored = {}
+    stored, trained = {}, {}
     for label in ("encoder", "decoder+cross", registry.ENCDEC_DUAL, registry.ENCDEC_TINY):
         adapter = build(configs[label])[0].adapter
         if label != registry.ENCDEC_TINY:
             assert set(adapter.parts) == set(configs[label].parts)
         stored[label] = sum(p.numel() for p in adapter.materialize().parameters())
+        trained[label] = sum(p.numel() for p in adapter.parameters() if p.requires_grad)
+    # the counts the study's description gives
+    assert (trained[registry.ENCDEC_DUAL], trained[registry.ENCDEC_TINY]) == (989_952, 593_280)
     assert stored[registry.ENCDEC_DUAL] == stored[registry.ENCDEC_TINY] == 15_360
     assert stored["encoder"] * 3 == stored["decoder+cross"] * 3 // 2 == stored[registry.ENCDEC_DUAL]
     assert (registry.ENCDEC_DUAL, registry.ENCDEC_TINY) in study.pairs
