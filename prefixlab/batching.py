@@ -71,6 +71,26 @@ def _source_ids(tokenizer, mrs: Sequence[str]) -> list[list[int]]:
     return [list(row) for row in ids]
 
 
+def string_pairs(pairs, names: str, error: type[Exception], empty: str) -> list:
+    """`pairs` as a list after checking that it holds string pairs: an `error` naming the
+    first bad item (as `names`, e.g. "(mr, ref)") and a ValueError ending with `empty` when
+    there is none; the check both encoders make."""
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError(f"No pairs to encode; {empty}")
+    for i, pair in enumerate(pairs):
+        if not (
+            isinstance(pair, (tuple, list))
+            and len(pair) == 2
+            and all(isinstance(x, str) for x in pair)
+        ):
+            raise error(
+                f"pairs must hold {names} string pairs; item {i} is {pair!r}. Pass "
+                f"dataset.pairs or a list of {names} tuples."
+            )
+    return pairs
+
+
 def encode_for_training(
     tokenizer,
     pairs: Iterable[tuple[str, str]],
@@ -103,19 +123,7 @@ def encode_for_training(
     _check_max_length(max_length)
     if tokenizer.eos_token_id is None:
         raise ValueError("The tokenizer has no eos token; the target must end with one.")
-    pairs = list(pairs)
-    if not pairs:
-        raise ValueError("No pairs to encode; the dataset is empty.")
-    for i, pair in enumerate(pairs):
-        if not (
-            isinstance(pair, (tuple, list))
-            and len(pair) == 2
-            and all(isinstance(x, str) for x in pair)
-        ):
-            raise TypeError(
-                f"pairs must hold (mr, ref) string pairs; item {i} is {pair!r}. Pass "
-                "dataset.pairs or a list of (mr, ref) tuples."
-            )
+    pairs = string_pairs(pairs, "(mr, ref)", TypeError, "the dataset is empty.")
     sources = _source_ids(tokenizer, [mr for mr, _ in pairs])
     targets = tokenizer([" " + ref for _, ref in pairs], add_special_tokens=False)["input_ids"]
     rows, kept, too_long = [], [], []

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 import torch
 
 from prefixlab._validate import require_choice, require_int
-from prefixlab.batching import EncodedPairs
+from prefixlab.batching import EncodedPairs, string_pairs
 
 
 def _ids(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -72,19 +72,8 @@ def encode_seq2seq(
     require_choice("overflow", overflow, ("error", "skip"), "'skip' leaves long pairs out.")
     if tokenizer.eos_token_id is None:
         raise ValueError("The tokenizer has no eos token; sources and targets end with one.")
-    pairs = list(pairs)
-    if not pairs:
-        raise ValueError("No pairs to encode; pass at least one (source, target) pair.")
-    for i, pair in enumerate(pairs):
-        if not (
-            isinstance(pair, (tuple, list))
-            and len(pair) == 2
-            and all(isinstance(x, str) for x in pair)
-        ):
-            raise ValueError(
-                f"pairs must hold (source, target) string pairs; item {i} is {pair!r}. "
-                "Pass dataset.pairs or a list of (mr, ref) tuples."
-            )
+    pairs = string_pairs(pairs, "(source, target)", ValueError,
+                         "pass at least one (source, target) pair.")  # fmt: skip
     sources = _ids(tokenizer, [s for s, _ in pairs])
     targets = _ids(tokenizer, [t for _, t in pairs])
     kept = [
