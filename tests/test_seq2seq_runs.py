@@ -4,14 +4,13 @@ architectures share (`prefixlab.pair_format`): batches, token-weighted losses, t
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import char_tokenizer
+from tiny_models import char_tokenizer, save_lab_gpt2, write_lab_csv
 
 from prefixlab.batching import iterate_batches
 from prefixlab.config import FAST, RunConfig
@@ -31,7 +30,7 @@ TINY_BART_BUILT = (
 def lab(tmp_path_factory):
     """A tiny random BART and a tiny random GPT-2 (character tokenizer) saved as model
     folders, and an E2E-format CSV."""
-    from transformers import BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel
+    from transformers import BartConfig, BartForConditionalGeneration
 
     root = tmp_path_factory.mktemp("s2s_lab")
     torch.manual_seed(0)
@@ -43,16 +42,8 @@ def lab(tmp_path_factory):
     )  # fmt: skip
     BartForConditionalGeneration(config).save_pretrained(root / "bart")
     char_tokenizer().save_pretrained(root / "bart")
-    config = GPT2Config(vocab_size=97, n_positions=96, n_embd=32, n_layer=2, n_head=4,
-                        bos_token_id=1, eos_token_id=2, pad_token_id=0)  # fmt: skip
-    GPT2LMHeadModel(config).save_pretrained(root / "gpt2")
-    char_tokenizer().save_pretrained(root / "gpt2")
-    with open(root / "data.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["mr", "ref"])
-        for i, area in enumerate(["riverside", "city centre"] * 3):
-            writer.writerow([f"name[N{i}], area[{area}]", f"N{i} is by the {area}."])
-            writer.writerow([f"name[N{i}], area[{area}]", f"N{i}, {area}."])
+    save_lab_gpt2(root / "gpt2")
+    write_lab_csv(root / "data.csv")
     return root
 
 
