@@ -27,7 +27,8 @@ results, and the verdicts computed from them.
   (MLP vs direct at each relative rate, with intervals), `seed_spread`, `matched_rate_test`,
   `rate_curves`.
 - `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
-  disagree / mixed / not resolved), computed from the committed files.
+  disagree / mixed / not resolved), computed from the committed files; `scale_trend`, whether
+  a gap between two methods closes as the model grows (notebook 02's scale axis).
 
 Command line: `python -m prefixlab.studies list | run <name> | merge <name> <folders> | show <name>`.
 """
@@ -40,7 +41,7 @@ from prefixlab.studies.analysis import (
     sweep_table,
     verdict_table,
 )
-from prefixlab.studies.claims import CLAIMS, claims_table
+from prefixlab.studies.claims import CLAIMS, claims_table, scale_trend
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.live import committed_run, live_slice
 from prefixlab.studies.protocol import merge_parts, run_study
@@ -82,6 +83,7 @@ __all__ = [
     "seed_spread",
     "stability_verdicts",
     "claims_table",
+    "scale_trend",
     "combine_results",
     "committed_run",
     "get_study",
