@@ -24,6 +24,7 @@ class Results:
     # model -> variant -> phase -> seconds (and the matmul share)
     phases: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     p_sweep: dict[tuple[str, int, str], float] = field(default_factory=dict)  # (model, P, v)
+    serving: list[dict] = field(default_factory=list)  # one dict per user count N (section 6)
 
 
 @dataclass

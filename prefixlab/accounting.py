@@ -75,7 +75,8 @@ def parameter_counts(
     Returns:
         one dict per method: method, label, trainable, percent_of_base, stored (the number
         of values saved after training: the MLP is discarded, so prefix+mlp stores the
-        direct prefix).
+        direct prefix). prefix+lora trains and stores a direct prefix plus LoRA of rank
+        lora_rank.
     """
     require_int("prefix_length", prefix_length, low=1, hint="Try 10.")
     require_int("lora_rank", lora_rank, low=1, hint="Try 8.")
@@ -83,12 +84,14 @@ def parameter_counts(
     dims = model_dims(model_or_config)
     base = base_parameters(model_or_config)
     prefix = prefix_parameters(dims, prefix_length)
+    lora = lora_parameters(dims, lora_rank)
     counts = {
         "prefix": (prefix, prefix),
         "prefix+mlp": (prefix_mlp_parameters(dims, prefix_length, mlp_hidden), prefix),
         "prompt": (prompt_parameters(dims, prefix_length),) * 2,
-        "lora": (lora_parameters(dims, lora_rank),) * 2,
+        "lora": (lora, lora),
         "full": (base, base),
+        "prefix+lora": (prefix + lora, prefix + lora),
     }
     return [
         {
@@ -98,7 +101,9 @@ def parameter_counts(
             "percent_of_base": 100.0 * counts[row.name][0] / base,
             "stored": counts[row.name][1],
         }
-        for row in METHOD_TABLE  # the table's order, "none" (nothing to count) left out
+        # the table's order; "none" (nothing to count) and "infix" (a prefix's count, placed
+        # elsewhere; kept out of the series' accounting tables) left out
+        for row in METHOD_TABLE
         if row.name in counts
     ]
 

@@ -6,9 +6,12 @@ Everything that PEFT spreads over a long file lives here, in one place you can r
   to a cache in place, so a cache is never reused); the attention mask gets P ones on the left.
 - prompt tuning: the soft prompt is concatenated before the token embeddings; the mask gets
   P ones on the left; the P virtual positions are cut from the logits.
-- both: position ids count only real (unpadded) positions, continuing after the P virtual
+- infix tuning: keys and values like a prefix's, but between the table and the text; fed in
+  two passes (the table fills a cache, the infix is appended, the text runs on top), see
+  infix.py.
+- all: position ids count only real (unpadded) positions, continuing after the P virtual
   ones, so left-padded batches see the same positions as unpadded rows. The loss is computed
-  on real tokens only, so both methods return logits and loss of the same shape and meaning.
+  on real tokens only, so every method returns logits and loss of the same shape and meaning.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from torch import nn
 from transformers import DynamicCache
 from transformers.modeling_outputs import CausalLMOutput
 
+from prefixlab.control import ControlPrefix
+from prefixlab.infix import InfixTuning, infix_inputs, infix_logits
 from prefixlab.loading import cache_kwarg, model_dims
 from prefixlab.prefix import PrefixTuning, split_key_values
 from prefixlab.prompt import PromptTuning
@@ -66,13 +71,25 @@ class AdapterBank(nn.Module):
         return index
 
     def flat_rows(self, task_ids) -> torch.Tensor:
-        """Per-row adapter matrices. Returns [B, P, width] (width of one adapter's flat())."""
-        stack = torch.stack([a.flat() for a in self.adapters])  # [n_tasks, P, width]
-        return stack[self.task_index(task_ids).to(stack.device)]
+        """Per-row adapter matrices. Returns [B, P, width] (width of one adapter's flat()).
+
+        Only the adapters the batch uses are stacked, so a call costs the same with 10 or
+        1,000 adapters in the bank.
+        """
+        used, inverse = torch.unique(self.task_index(task_ids), return_inverse=True)
+        stack = torch.stack([self.adapters[i].flat() for i in used.tolist()])  # [n_used, P, w]
+        return stack[inverse.to(stack.device)]
+
+
+PER_ROW_ADAPTERS = (AdapterBank, ControlPrefix)  # adapters that pick rows by task_ids
 
 
 class AdaptedModel(nn.Module):
-    """A frozen causal LM plus one adapter (PrefixTuning, PromptTuning, an AdapterBank, or None).
+    """A frozen causal LM plus one adapter (PrefixTuning, PromptTuning, InfixTuning, an
+    AdapterBank, a ControlPrefix, or None).
+
+    The model may carry LoRA (`prefixlab.lora.add_lora`): with a prefix that is the prefix +
+    LoRA hybrid (`prefixlab.hybrid`).
 
     `forward` returns a CausalLMOutput whose `logits` are [B, T, V] for the T real tokens,
     whichever method is used, and whose `loss` is the mean next-token cross-entropy over
@@ -83,11 +100,15 @@ class AdaptedModel(nn.Module):
         super().__init__()
         self.dims = model_dims(model)
         if adapter is not None:
-            if not isinstance(adapter, (PrefixTuning, PromptTuning, AdapterBank)):
+            if not isinstance(
+                adapter, (PrefixTuning, PromptTuning, InfixTuning) + PER_ROW_ADAPTERS
+            ):
                 raise ValueError(
-                    "adapter must be a PrefixTuning, a PromptTuning, an AdapterBank or None; "
-                    f"got {type(adapter).__name__}."
+                    "adapter must be a PrefixTuning, a PromptTuning, an InfixTuning, an "
+                    f"AdapterBank, a ControlPrefix or None; got {type(adapter).__name__}."
                 )
+            if isinstance(adapter, AdapterBank) and adapter.method == "infix":
+                raise ValueError("An AdapterBank holds prefixes or soft prompts, not infixes.")
             _check_compatible(model, adapter)
         self.model = model
         self.adapter = adapter
@@ -95,6 +116,11 @@ class AdaptedModel(nn.Module):
     @property
     def prefix_length(self) -> int:
         return 0 if self.adapter is None else self.adapter.prefix_length
+
+    @property
+    def is_infix(self) -> bool:
+        """Whether the adapter sits between table and text (two passes, see infix.py)."""
+        return isinstance(self.adapter, InfixTuning)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
@@ -104,15 +130,22 @@ class AdaptedModel(nn.Module):
         """[B, P, width] per-row adapter tensors, or None without an adapter."""
         if self.adapter is None:
             return None
-        if isinstance(self.adapter, AdapterBank):
+        if isinstance(self.adapter, PER_ROW_ADAPTERS):
             if task_ids is None:
-                raise ValueError("This model holds an AdapterBank: pass task_ids (one per row).")
+                what = type(self.adapter).__name__
+                raise ValueError(
+                    f"This model holds a {what}: pass task_ids (one task, or one set of "
+                    "attribute values, per row)."
+                )
             rows = self.adapter.flat_rows(task_ids)
             if rows.shape[0] != batch_size:
                 raise ValueError(f"task_ids has {rows.shape[0]} entries for {batch_size} rows.")
             return rows.to(device)
         if task_ids is not None:
-            raise ValueError("task_ids only applies to an AdapterBank; drop it for one adapter.")
+            raise ValueError(
+                "task_ids only applies to an AdapterBank or a ControlPrefix; drop it for one "
+                "adapter."
+            )
         return self.adapter.flat().unsqueeze(0).expand(batch_size, -1, -1)
 
     def model_inputs(self, input_ids, attention_mask=None, task_ids=None, repeat: int = 1) -> dict:
@@ -128,6 +161,11 @@ class AdaptedModel(nn.Module):
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}.")
+        if self.is_infix:
+            raise ValueError(
+                "An infix is fed in two passes, so there are no single-pass model inputs; call "
+                "the model (forward) or generate, or see prefixlab.infix.infix_inputs."
+            )
         B, T = input_ids.shape
         P = self.prefix_length
         if self.dims.n_positions and self.dims.n_positions < P + T:
@@ -167,7 +205,8 @@ class AdaptedModel(nn.Module):
 
         Args:
             input_ids: [B, T]; attention_mask: [B, T]; labels: [B, T] with -100 where no loss.
-            task_ids: one task per row when the adapter is an AdapterBank.
+            task_ids: one task per row when the adapter is an AdapterBank; each row's
+                attribute values for a ControlPrefix (`ControlPrefix.value_index`).
             **kwargs: passed on to the model (e.g. output_attentions=True).
         Returns:
             CausalLMOutput with logits [B, T, V] and loss (a scalar, or None without labels);
@@ -178,6 +217,8 @@ class AdaptedModel(nn.Module):
                 f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got "
                 f"{tuple(labels.shape)}; put -100 where a token should not be scored."
             )
+        if self.is_infix:
+            return self._infix_forward(input_ids, attention_mask, labels, task_ids, **kwargs)
         inputs = self.model_inputs(input_ids, attention_mask, task_ids)
         out = self.model(**inputs, use_cache=False, **kwargs)
         virtual = out.logits.shape[1] - input_ids.shape[1]  # P for prompt tuning, else 0
@@ -187,6 +228,56 @@ class AdaptedModel(nn.Module):
         loss = None if labels is None else causal_lm_loss(out.logits, labels, offset=virtual)
         logits = out.logits[:, virtual:] if virtual else out.logits  # [B, T, V]
         return CausalLMOutput(loss=loss, logits=logits, attentions=getattr(out, "attentions", None))
+
+    def _check_infix_call(self, input_ids, attention_mask, task_ids, new_tokens: int = 0):
+        if task_ids is not None:
+            raise ValueError("task_ids only applies to an AdapterBank; drop it for one adapter.")
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}.")
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError("attention_mask must have the same shape as input_ids.")
+        total = self.prefix_length + input_ids.shape[1] + new_tokens
+        if self.dims.n_positions and self.dims.n_positions < total:
+            raise ValueError(
+                f"Infix ({self.prefix_length}) plus input ({input_ids.shape[1]}) plus new tokens "
+                f"({new_tokens}) is {total} positions, longer than the model's context of "
+                f"{self.dims.n_positions}. Shorten the input or use a smaller prefix_length."
+            )
+        return torch.ones_like(input_ids) if attention_mask is None else attention_mask
+
+    def _infix_forward(self, input_ids, attention_mask, labels, task_ids, **kwargs):
+        """forward for an infix: the table, then the infix and the rest (infix.py)."""
+        attention_mask = self._check_infix_call(input_ids, attention_mask, task_ids)
+        rows = self._adapter_rows(input_ids.shape[0], None, input_ids.device)
+        parts = infix_inputs(self.model, rows, input_ids, attention_mask, self.adapter.separator)
+        out = self.model(**parts["model_kwargs"], use_cache=False, **kwargs)
+        logits = infix_logits(input_ids, parts["table_logits"], out.logits, parts["pieces"])
+        loss = None if labels is None else causal_lm_loss(logits, labels)
+        return CausalLMOutput(loss=loss, logits=logits)
+
+    @torch.no_grad()
+    def _infix_generate(self, input_ids, attention_mask, **generate_kwargs):
+        """generate for an infix: every row must end with the separator (left padding)."""
+        new_tokens = generate_kwargs.get("max_new_tokens") or 0
+        attention_mask = self._check_infix_call(input_ids, attention_mask, None, new_tokens)
+        num_beams = generate_kwargs.get("num_beams", 1) or 1
+        num_return = generate_kwargs.get("num_return_sequences", 1) or 1
+        rows = self._adapter_rows(input_ids.shape[0], None, input_ids.device)
+        parts = infix_inputs(self.model, rows, input_ids, attention_mask, self.adapter.separator,
+                             repeat=max(num_beams, num_return))  # fmt: skip
+        _, cuts, ends = parts["pieces"]
+        n_sep, width = len(self.adapter.separator), input_ids.shape[1]
+        if any(b != width or b - c != n_sep for c, b in zip(cuts, ends, strict=True)):
+            raise ValueError(
+                "generate with an infix continues after the separator: each row must end with "
+                "format_source(mr) (prefixlab.batching.encode_for_generation), left-padded."
+            )
+        kwargs = parts["model_kwargs"]
+        kwargs.pop("position_ids")  # generate derives positions from the mask at every step
+        generate_kwargs.setdefault("pad_token_id", _generation_pad_id(self.model))
+        out = self.model.generate(**kwargs, **generate_kwargs)  # [B * n, Lr + new]
+        prompt = input_ids.repeat_interleave(num_return, dim=0)
+        return torch.cat([prompt, out[:, kwargs["input_ids"].shape[1] :]], dim=1)
 
     @torch.no_grad()
     def generate(self, input_ids, attention_mask=None, task_ids=None, **generate_kwargs):
@@ -204,6 +295,10 @@ class AdaptedModel(nn.Module):
                 "generate needs left padding: a row ends with padding. Set "
                 "tokenizer.padding_side = 'left' (prefixlab.batching.encode_for_generation does)."
             )
+        if self.is_infix:
+            if task_ids is not None:
+                raise ValueError("task_ids only applies to an AdapterBank; drop it.")
+            return self._infix_generate(input_ids, attention_mask, **generate_kwargs)
         new_tokens = generate_kwargs.get("max_new_tokens")
         if new_tokens is None:  # the model's default budget, when it has one
             new_tokens = getattr(
@@ -287,8 +382,15 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, offset: int = 0) 
 
 def _check_compatible(model: nn.Module, adapter: nn.Module) -> None:
     """Fail early, naming the mismatch, when an adapter was built for another model."""
-    dims, want = model_dims(model), adapter.dims
-    for field in ("n_layers", "n_kv_heads", "head_dim", "d_model"):
+    check_adapter_fits(model, adapter, model_dims(model), adapter.dims,
+                       ("n_layers", "n_kv_heads", "head_dim", "d_model"))  # fmt: skip
+
+
+def check_adapter_fits(model: nn.Module, adapter: nn.Module, dims, want, fields) -> None:
+    """The checks every adapted model makes when it gets an adapter: `dims` (the model's) and
+    `want` (the adapter's) agree on `fields`, and the adapter's parameters share the model's
+    device and dtype; a ValueError saying how to fix it otherwise."""
+    for field in fields:
         if getattr(dims, field) != getattr(want, field):
             raise ValueError(
                 f"The adapter was built for {field}={getattr(want, field)} but the model has "

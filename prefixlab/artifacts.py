@@ -8,6 +8,8 @@ prefixlab's own format, a folder with
 An MLP-reparameterized prefix is always saved materialized (the MLP is a training device).
 PEFT's format (adapter_config.json + adapter_model.safetensors with "prompt_embeddings")
 holds the same matrix, so export and import are a copy plus a config.
+Encoder-decoder adapters (prefixlab.seq2seq) are handed to seq2seq_artifacts by all four
+functions.
 
 The base fingerprint (`loading.base_fingerprint`: shapes plus a checksum of the input
 embeddings) lets `load_adapter` warn when the model it loads onto has the same dimensions
@@ -24,28 +26,39 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from prefixlab.artifact_format import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    PEFT_CONFIG_NAME,
+    PEFT_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    _base_name,
+    info_text,
+    read_adapter_info,
+)
 from prefixlab.loading import ModelDims, base_fingerprint, model_dims
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
-
-FORMAT_VERSION = 1
-WEIGHTS_NAME = "adapter.safetensors"
-CONFIG_NAME = "adapter.json"
-PEFT_WEIGHTS_NAME = "adapter_model.safetensors"
-PEFT_CONFIG_NAME = "adapter_config.json"
+from prefixlab.seq2seq import Seq2SeqPrefixTuning, Seq2SeqPromptTuning
 
 
 def _check_adapter(adapter) -> None:
     if not isinstance(adapter, (PrefixTuning, PromptTuning)):
+        hint = ""
+        if type(adapter).__name__ == "AdaptedModel":
+            hint = (
+                " Pass adapted.adapter; for a prefix + LoRA hybrid use prefixlab.hybrid "
+                "(save_hybrid, export_peft_hybrid): PEFT holds prefix tuning and LoRA only as "
+                "two adapters applied in sequence, not as one."
+            )
         raise ValueError(
-            f"Expected a PrefixTuning or PromptTuning adapter, got {type(adapter).__name__}."
+            f"Expected a PrefixTuning or PromptTuning adapter, got {type(adapter).__name__}." + hint
         )
 
 
-def _base_name(model) -> str | None:
-    if model is None:
-        return None
-    return getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", None)
+def _is_seq2seq(adapter) -> bool:
+    """An encoder-decoder adapter (prefixlab.seq2seq): saved by seq2seq_artifacts."""
+    return isinstance(adapter, (Seq2SeqPrefixTuning, Seq2SeqPromptTuning))
 
 
 def save_adapter(adapter, path, *, model=None, metadata: dict | None = None) -> Path:
@@ -56,6 +69,10 @@ def save_adapter(adapter, path, *, model=None, metadata: dict | None = None) -> 
             without it, the fingerprint of the model the adapter was built for is kept).
         metadata: JSON-serializable training details (steps, lr, losses, ...).
     """
+    if _is_seq2seq(adapter):
+        from prefixlab.seq2seq_artifacts import save_seq2seq_adapter
+
+        return save_seq2seq_adapter(adapter, path, model=model, metadata=metadata)
     _check_adapter(adapter)
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -78,20 +95,9 @@ def save_adapter(adapter, path, *, model=None, metadata: dict | None = None) -> 
         ),
         "metadata": metadata or {},
     }
-    try:
-        text = json.dumps(info, indent=2)
-    except TypeError as err:
-        raise ValueError(f"metadata must be JSON-serializable: {err}") from err
-    (folder / CONFIG_NAME).write_text(text + "\n")
+    text = info_text(info)
+    (folder / CONFIG_NAME).write_text(text)
     return folder
-
-
-def read_adapter_info(path) -> dict:
-    """The JSON half of a saved adapter (no tensors are read)."""
-    file = Path(path) / CONFIG_NAME
-    if not file.is_file():
-        raise FileNotFoundError(f"No {CONFIG_NAME} in {path}: not a prefixlab adapter folder.")
-    return json.loads(file.read_text())
 
 
 def _check_dims(saved: ModelDims, dims: ModelDims, method: str) -> None:
@@ -153,6 +159,10 @@ def load_adapter(path, model, *, method: str | None = None):
             not fit the model.
     """
     info = read_adapter_info(path)
+    if info.get("architecture") == "encoder-decoder":
+        from prefixlab.seq2seq_artifacts import load_seq2seq_adapter
+
+        return load_seq2seq_adapter(path, model, method=method)
     if info.get("format") != "prefixlab-adapter":
         raise ValueError(f"{path} is not a prefixlab adapter (format={info.get('format')!r}).")
     saved_method = info["method"]
@@ -171,6 +181,10 @@ def load_adapter(path, model, *, method: str | None = None):
 
 def export_peft(adapter, path, *, model=None, base_model_name: str | None = None) -> Path:
     """Write `adapter` in PEFT's adapter format (loadable by `PeftModel.from_pretrained`)."""
+    if _is_seq2seq(adapter):
+        from prefixlab.seq2seq_artifacts import export_peft_seq2seq
+
+        return export_peft_seq2seq(adapter, path, model=model, base_model_name=base_model_name)
     _check_adapter(adapter)
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -218,6 +232,10 @@ def import_peft(path, model):
     if not config_file.is_file():
         raise FileNotFoundError(f"No {PEFT_CONFIG_NAME} in {folder}: not a PEFT adapter folder.")
     config = json.loads(config_file.read_text())
+    if config.get("task_type") == "SEQ_2_SEQ_LM":
+        from prefixlab.seq2seq_artifacts import import_peft_seq2seq
+
+        return import_peft_seq2seq(folder, model)
     peft_type = config.get("peft_type")
     methods = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt"}
     if peft_type not in methods:
@@ -235,3 +253,91 @@ def import_peft(path, model):
             f"PEFT prefix has num_layers={config['num_layers']}, the model has {dims.n_layers}."
         )
     return _build(method, dims, int(config["num_virtual_tokens"]), weight, model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapter banks: N adapters (one per user or task) in one safetensors file
+# ---------------------------------------------------------------------------------------------
+
+BANK_FORMAT = "prefixlab-bank"
+
+
+def save_bank(bank, path, *, model=None) -> Path:
+    """Write an AdapterBank to ONE safetensors file; returns its path.
+
+    The file holds one tensor "weights" [N, P, width] (every adapter materialized, in bank
+    order) and, in the safetensors header, the method, P, the adapter names, the model dims
+    and the base fingerprint. N = 1,000 direct prefixes on the embedded tiny model (P=10,
+    width 1,024) is about 40 MB, one read.
+
+    Args:
+        path: the file to write (its folder is created); ".safetensors" is the usual suffix.
+        model: the base model, to record its name and fingerprint (else the first adapter's).
+    """
+    from prefixlab.adapted import AdapterBank
+
+    if not isinstance(bank, AdapterBank):
+        raise ValueError(f"Expected an AdapterBank, got {type(bank).__name__}.")
+    file = Path(path)
+    if file.is_dir():
+        raise ValueError(
+            f"{file} is a folder; pass a file path such as {file / 'bank.safetensors'}."
+        )
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        weights = torch.stack([a.materialize().flat() for a in bank.adapters])  # [N, P, width]
+    first = bank.adapters[0]
+    header = {
+        "format": BANK_FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "method": bank.method,
+        "prefix_length": str(bank.prefix_length),
+        "names": json.dumps(bank.names),
+        "dims": json.dumps(asdict(bank.dims)),
+        "base_model": json.dumps(_base_name(model)),
+        "base_fingerprint": json.dumps(
+            base_fingerprint(model) if model is not None else first.base_fingerprint
+        ),
+    }
+    save_file({"weights": weights.detach().contiguous().cpu()}, str(file), metadata=header)
+    return file
+
+
+def load_bank(path, model):
+    """Read a file written by `save_bank` into an AdapterBank for `model` (names kept).
+
+    Warns when the model's fingerprint differs from the saved base's; raises ValueError
+    naming the mismatch when the dims do not fit.
+    """
+    from safetensors import safe_open
+
+    from prefixlab.adapted import AdapterBank
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"No bank file {file}; save one with save_bank(bank, path).")
+    with safe_open(str(file), framework="pt") as handle:
+        header = handle.metadata() or {}
+        if header.get("format") != BANK_FORMAT:
+            raise ValueError(f"{file} is not a prefixlab bank (format={header.get('format')!r}).")
+        weights = handle.get_tensor("weights")  # [N, P, width]
+    method = header["method"]
+    saved = ModelDims(**json.loads(header["dims"]))
+    dims = model_dims(model)
+    _check_dims(saved, dims, method)
+    names = json.loads(header["names"])
+    if len(names) != weights.shape[0]:
+        raise ValueError(f"{file}: {len(names)} names for {weights.shape[0]} adapters.")
+    prefix_length = int(header["prefix_length"])
+    fingerprint = base_fingerprint(model)
+    info = {
+        "base_model": json.loads(header.get("base_model", "null")),
+        "base_fingerprint": json.loads(header.get("base_fingerprint", "null")),
+    }
+    _warn_if_other_base(file, info, model, fingerprint)
+    adapters = {}
+    for name, weight in zip(names, weights, strict=True):
+        adapter = _build(method, dims, prefix_length, weight, model)
+        adapter.base_fingerprint = fingerprint
+        adapters[name] = adapter
+    return AdapterBank(adapters)

@@ -219,5 +219,9 @@ def iterate_batches(
             used = batch["attention_mask"].any(dim=0).nonzero().flatten()  # columns with a token
             if len(used):
                 lo, hi = int(used[0]), int(used[-1]) + 1
-                batch = {key: value[:, lo:hi] for key, value in batch.items()}
+                width = batch["attention_mask"].shape[1]
+                batch = {  # per-row entries such as task_ids [B] are not token columns
+                    key: value[:, lo:hi] if value.dim() == 2 and value.shape[1] == width else value
+                    for key, value in batch.items()
+                }
         yield batch

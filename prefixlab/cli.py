@@ -1,5 +1,7 @@
 """Command line: `prefixlab --version`,
-`prefixlab run-notebooks [--fast] [--inplace] [--out DIR] [--notebook-timeout SECONDS]`."""
+`prefixlab run-notebooks [--fast] [--inplace] [--out DIR] [--notebook-timeout SECONDS]`,
+`prefixlab train --out DIR [--model M] [--method X] [--steps N] [--recipe li-liang-e2e] ...`
+(on one device, or on many with `accelerate launch -m prefixlab train ...`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 import sys
 
 from prefixlab._version import __version__
+from prefixlab.cli_train import add_train_parser, run_train
 from prefixlab.runner import NOTEBOOK_TIMEOUT, check_notebook_timeout, run_notebooks
 
 
@@ -35,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"cell it was in (default: {NOTEBOOK_TIMEOUT})",
     )
     run.add_argument("notebooks", nargs="*", help="notebook files (default: the whole series)")
+    add_train_parser(sub)
     return parser
 
 
@@ -54,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             inplace=args.inplace,
             notebook_timeout=limit,
         )
+    if args.command == "train":
+        return run_train(args, parser)
     parser.print_help()
     return 0
 

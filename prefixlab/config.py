@@ -31,15 +31,20 @@ from pathlib import Path
 from prefixlab._validate import (
     did_you_mean,
     is_number,
+    require_bool,
     require_choice,
     require_int,
     require_number,
 )
+from prefixlab.e2e.held_out import format_held_out, parse_held_out
 from prefixlab.e2e.load import offline
 from prefixlab.methods import METHOD_TABLE, METHODS, method
 from prefixlab.paths import EMBEDDED_MODELS
 
 SCHEDULES = ("linear", "cosine", "constant")
+# How "prefix+lora" trains its two parts (prefixlab.hybrid.train_hybrid): both at once, or the
+# prefix alone and then LoRA alone with the prefix frozen.
+HYBRID_SCHEDULES = ("joint", "prefix-then-lora")
 EVAL_SPLITS = ("validation", "test")
 PRESET_ENV = "PREFIXLAB_PRESET"
 
@@ -164,6 +169,10 @@ class RunConfig:
         "prefix+mlp"  prefix tuning through the MLP reparameterization (Li & Liang)
         "lora"        LoRA of rank lora_rank on the attention projections
         "full"        full fine-tuning of a copy of the model
+        "prefix+lora" a direct prefix plus LoRA (`prefixlab.hybrid`): lr is the prefix's rate,
+                      LoRA's is lr * lora_lr_ratio; hybrid_schedule trains both at once
+                      ("joint") or the prefix first ("prefix-then-lora", prefix_share of
+                      the steps), then LoRA with the prefix frozen
     """
 
     method: str = "prefix"
@@ -171,8 +180,11 @@ class RunConfig:
     init: str = "random"  # adapter init (prefix: random/zero/vocab/text; prompt: +mean, no zero)
     init_text: str | None = None  # for init="text"
     mlp_hidden: int = 512  # hidden width of the prefix MLP (512 in the paper)
-    lora_rank: int = 8  # r, for "lora"
+    lora_rank: int = 8  # r, for "lora" and "prefix+lora"
     lora_alpha: float = 16.0  # LoRA scale is lora_alpha / lora_rank
+    hybrid_schedule: str = "joint"  # "prefix+lora": "joint" or "prefix-then-lora"
+    lora_lr_ratio: float = 0.1  # "prefix+lora": LoRA's peak rate = lr * this (3e-3 / 3e-2)
+    prefix_share: float = 0.5  # "prefix-then-lora": the prefix stage's share of the steps
     model: str = "tiny"  # load_model name: "tiny" ("nano", "mini"), a hub id ("gpt2"), a folder
     data: str = "synthetic"  # load_e2e source: "synthetic", a CSV path, a folder, ...
     n_train_mrs: int | None = None  # low-data runs: this many training MRs; None = all
@@ -182,6 +194,8 @@ class RunConfig:
     num_beams: int = 1  # 1 = greedy decoding
     max_new_tokens: int = 64  # generation budget per MR
     data_seed: int = 0  # picks the MR subsets; fixed while the run seed varies
+    subsample_per_seed: bool = False  # True: the n_train_mrs subset changes with the run seed
+    held_out: tuple[str, ...] = ()  # "slot=value"s: train without them, evaluate on tables with
     device: str | None = None  # None = "cuda" when available, else "cpu"
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -211,12 +225,38 @@ class RunConfig:
         require_int("num_beams", self.num_beams, low=1, hint="1 = greedy.")
         require_int("max_new_tokens", self.max_new_tokens, low=1)
         require_int("data_seed", self.data_seed, low=0)
+        require_bool("subsample_per_seed", self.subsample_per_seed)
+        # "slot=value" strings, validated (e.g. 'food=Japanese'), stored as a tuple
+        object.__setattr__(self, "held_out", format_held_out(parse_held_out(self.held_out)))
         if self.device is not None and not isinstance(self.device, str):
             raise ValueError("device must be a string such as 'cpu' or 'cuda', or None.")
         if not isinstance(self.train, TrainConfig):
             raise ValueError(
                 f"train must be a TrainConfig, got {type(self.train).__name__}; "
                 "override training fields with cfg.with_(steps=..., lr=...)."
+            )
+        self._check_hybrid()
+
+    def _check_hybrid(self) -> None:
+        """The fields of "prefix+lora" (checked for every method, as lora_rank is)."""
+        require_choice(
+            "hybrid_schedule", self.hybrid_schedule, HYBRID_SCHEDULES,
+            "'joint' trains prefix and LoRA together; 'prefix-then-lora' trains them in turn.",
+        )  # fmt: skip
+        require_number(
+            "lora_lr_ratio", self.lora_lr_ratio, above=0,
+            hint="LoRA's rate is lr * lora_lr_ratio; try 0.1 (LoRA's default 3e-3 over the "
+            "prefix's 3e-2).",
+        )  # fmt: skip
+        require_number("prefix_share", self.prefix_share, above=0, below=1, hint="Try 0.5.")
+        if not (method(self.method).is_hybrid and self.hybrid_schedule == "prefix-then-lora"):
+            return
+        first = round(self.prefix_share * self.train.steps)
+        if not 1 <= first < self.train.steps:
+            raise ValueError(
+                f"prefix_share={self.prefix_share} of steps={self.train.steps} gives the "
+                f"prefix {first} steps and LoRA {self.train.steps - first}: each stage needs "
+                "at least one. Raise steps or move prefix_share toward 0.5."
             )
 
     # -- derived --------------------------------------------------------------------------
@@ -229,6 +269,12 @@ class RunConfig:
     def reparam(self) -> str:
         """'mlp' for method 'prefix+mlp', else 'none'."""
         return method(self.method).reparam
+
+    @property
+    def lora_lr(self) -> float | None:
+        """LoRA's peak learning rate in "prefix+lora" (lr * lora_lr_ratio); None otherwise
+        ("lora" alone trains at lr)."""
+        return self.lr * self.lora_lr_ratio if method(self.method).is_hybrid else None
 
     @property
     def uses_prefix_length(self) -> bool:
@@ -254,6 +300,11 @@ class RunConfig:
         theirs = [f.name for f in fields(TrainConfig)]
         top, sub = {}, {}
         for key, value in changes.items():
+            if key == "schedule" and value in HYBRID_SCHEDULES:
+                raise ValueError(
+                    f"schedule is the learning-rate schedule (one of {SCHEDULES}); the order "
+                    f"in which prefix+lora trains its parts is hybrid_schedule={value!r}."
+                )
             if key in mine:
                 top[key] = value
             elif key in theirs:
@@ -286,6 +337,7 @@ class RunConfig:
         out.update({k: v for k, v in dataclasses.asdict(self.train).items()})
         out["lr"] = self.lr
         out["betas"] = list(self.train.betas)
+        out["held_out"] = list(self.held_out)  # as the run cache's JSON reads it back
         return out
 
 

@@ -247,7 +247,8 @@ def validation_loss(
         adapted: an AdaptedModel (or anything returning `.loss` for input_ids, attention_mask,
             labels).
         encoded: {"input_ids", "attention_mask", "labels"}, each [N, T]
-            (`prefixlab.batching.encode_for_training`).
+            (`prefixlab.batching.encode_for_training`), and optionally "task_ids" ([N] or
+            [N, n_attributes]) for an AdapterBank or a ControlPrefix.
         batch_size: rows per forward pass.
         max_batches: evaluate only the first n batches (a fixed subset, for speed).
     """
@@ -265,7 +266,10 @@ def validation_loss(
         n = int((batch["labels"][:, 1:] != -100).sum())  # tokens the loss averages over
         if n == 0:
             continue
-        loss = adapted(batch["input_ids"], batch["attention_mask"], labels=batch["labels"]).loss
+        per_row = {"task_ids": batch["task_ids"]} if "task_ids" in batch else {}
+        loss = adapted(
+            batch["input_ids"], batch["attention_mask"], labels=batch["labels"], **per_row
+        ).loss
         total += float(loss) * n
         count += n
     if count == 0:
@@ -282,8 +286,9 @@ def row_losses(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`validation_loss` row by row: each row's summed cross-entropy and its scored tokens.
 
-    The same batches as `validation_loss` (the first `max_batches`, in row order), so
-    `sums.sum() / tokens.sum()` is its value up to float rounding.
+    The same batches as `validation_loss` (the first `max_batches`, in row order; "task_ids"
+    passed on for an AdapterBank or a ControlPrefix), so `sums.sum() / tokens.sum()` is its
+    value up to float rounding.
 
     Returns:
         (sums, tokens): float64 [n] (nats) and int64 [n], one entry per evaluated row (the
@@ -294,7 +299,8 @@ def row_losses(
     sums, tokens = [], []
     for batch in _first_batches(encoded, batch_size, max_batches):
         batch = {k: v.to(device) for k, v in batch.items()}
-        logits = adapted(batch["input_ids"], batch["attention_mask"]).logits  # [B, T, V]
+        per_row = {"task_ids": batch["task_ids"]} if "task_ids" in batch else {}
+        logits = adapted(batch["input_ids"], batch["attention_mask"], **per_row).logits  # [B, T, V]
         targets = batch["labels"][:, 1:]  # [B, T-1]: position t predicts token t + 1
         losses = F.cross_entropy(
             logits[:, :-1].flatten(0, 1).float(), targets.reshape(-1), ignore_index=-100,
@@ -568,3 +574,58 @@ def evaluate(
     )
     val_loss = None if encoded is None else validation_loss(adapted, encoded, batch_size=batch_size)
     return {"val_loss": val_loss, **score_texts(mrs, texts, references), "mrs": mrs, "texts": texts}
+
+
+def other_e2e_metrics(
+    texts: Sequence[str], references: Sequence[Sequence[str]]
+) -> dict[str, float | None | str]:
+    """ROUGE-L and NIST, the E2E challenge's other metrics that maintained packages compute.
+
+    ROUGE-L: `rouge_score`'s rougeL F-measure against each reference, the best reference per
+    text, averaged over texts (x100). NIST: `nltk`'s corpus NIST (n=5) on whitespace tokens.
+    Neither is the official E2E script (which tokenizes and aggregates its own way), so compare
+    runs with each other, not with published tables. METEOR (nltk needs WordNet data, a
+    download) and CIDEr (no maintained package without a Java tokenizer) are not computed.
+
+    Returns:
+        {"rouge_l", "nist"} (None for a metric whose package is missing, with "missing" naming
+        the pip package to install: `pip install "prefixlab[metrics]"`; NIST is also None when
+        the texts are too short for nltk's 5-gram statistics).
+    """
+    texts = [str(t) for t in texts]
+    references = [[str(r) for r in refs] for refs in references]
+    if len(texts) != len(references) or not texts:
+        raise ValueError(
+            f"Give one list of references per text; got {len(texts)} texts and "
+            f"{len(references)} reference lists."
+        )
+    if any(not refs for refs in references):
+        raise ValueError("Every text needs at least one reference.")
+    out: dict[str, float | None | str] = {"rouge_l": None, "nist": None}
+    missing = []
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError:
+        missing.append("rouge-score")
+    else:
+        scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+        best = [
+            max(scorer.score(ref, text)["rougeL"].fmeasure for ref in refs)
+            for text, refs in zip(texts, references, strict=True)
+        ]
+        out["rouge_l"] = 100.0 * float(np.mean(best))
+    try:
+        from nltk.translate.nist_score import corpus_nist
+    except ImportError:
+        missing.append("nltk")
+    else:
+        hypotheses = [t.split() for t in texts]
+        try:
+            out["nist"] = float(
+                corpus_nist([[r.split() for r in refs] for refs in references], hypotheses, n=5)
+            )
+        except ZeroDivisionError:  # nltk divides by the count of some n-gram order: too short
+            out["nist"] = None
+    if missing:
+        out["missing"] = ", ".join(missing)
+    return out

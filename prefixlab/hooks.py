@@ -242,10 +242,26 @@ def record_attention(
     if prefix_length is not None:
         cache.prefix_length = prefix_length
 
+    handles = []
+    with eager_attention(base, stacklevel=5):
+        try:
+            for layer in cache.layers:
+                handles.append(modules[layer].register_forward_hook(_recorder(cache, layer)))
+            yield cache
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+@contextmanager
+def eager_attention(model: nn.Module, *, stacklevel: int = 3) -> Iterator[None]:
+    """Run `model` (a transformers model, or an AdaptedModel) with eager attention inside the
+    block, which returns probabilities and takes an additive float mask; a one-line warning
+    when it had to switch, and the original implementation restored on exit."""
+    base = _inner_model(model)
     config = getattr(base, "config", None)
     original = getattr(config, "_attn_implementation", None)
     switched = False
-    handles = []
     try:
         if original not in (None, "eager"):
             if not hasattr(base, "set_attn_implementation"):
@@ -254,24 +270,19 @@ def record_attention(
                     "probabilities, and cannot be switched; load it with attn_implementation='eager'."
                 )
             warnings.warn(
-                f"record_attention: {original!r} attention returns no probabilities; using "
-                "'eager' while recording (restored on exit).",
-                stacklevel=3,  # past contextlib: points at the caller's `with` line
+                f"{original!r} attention returns no probabilities; using 'eager' inside this "
+                "block (restored on exit).",
+                stacklevel=stacklevel,  # past contextlib: points at the caller's `with` line
             )
             base.set_attn_implementation("eager")
             switched = True
             if base.config._attn_implementation != "eager":
                 raise ValueError(
                     f"Could not switch {type(base).__name__} to eager attention; load it with "
-                    "attn_implementation='eager' to record attention."
+                    "attn_implementation='eager'."
                 )
-
-        for layer in cache.layers:
-            handles.append(modules[layer].register_forward_hook(_recorder(cache, layer)))
-        yield cache
+        yield
     finally:
-        for handle in handles:
-            handle.remove()
         if switched:
             base.set_attn_implementation(original)
 

@@ -19,10 +19,17 @@ from prefixlab.e2e import load_e2e
 from prefixlab.hooks import attention_report
 from prefixlab.methods import METHOD_TABLE, method
 
-# The method dropdown: one entry per adapter (the MLP is a switch of its own), and every
-# method the lab can show: those that train P virtual positions.
-METHOD_CHOICES = tuple((m.short_label, m.name) for m in METHOD_TABLE if m.adapter == m.name)
-LAB_METHODS = tuple(m.name for m in METHOD_TABLE if m.uses_prefix_length)
+# The method dropdown: one entry per adapter the lab shows, prefix and prompt (the MLP is a
+# switch of its own; the infix, which needs the table/text split, is left to notebook 07), and
+# every method the lab can show: those of these adapters, without LoRA. The prefix + LoRA
+# hybrid is left out: the lab is about what P does, and the hybrid's LoRA part trains a rank-r
+# update of every attention projection whatever P is, so its count, its attention and its
+# result would not be P's alone (a method that needs notebook 08, as the infix needs 07).
+_LAB_ADAPTERS = ("prefix", "prompt")
+METHOD_CHOICES = tuple(
+    (m.short_label, m.name) for m in METHOD_TABLE if m.adapter == m.name and m.name in _LAB_ADAPTERS
+)
+LAB_METHODS = tuple(m.name for m in METHOD_TABLE if m.adapter in _LAB_ADAPTERS and not m.uses_lora)
 # interactive_config caps: a retrain should take seconds on a laptop CPU.
 INTERACTIVE_STEPS = 60
 INTERACTIVE_EVAL_MRS = 8

@@ -75,6 +75,8 @@ def check_causal_lm(config_or_model) -> None:
         raise ValueError(
             f"{type(config).__name__} is an encoder-decoder model, not a causal LM; "
             + _CAUSAL_LM_HINT
+            + " For encoder-decoder models (BART, T5) use prefixlab.seq2seq: load_seq2seq, "
+            "Seq2SeqPrefixTuning and Seq2SeqAdaptedModel."
         )
     if getattr(config, "is_decoder", None) is False:  # only encoder-style configs carry it
         name = type(config_or_model).__name__
@@ -158,11 +160,6 @@ def base_fingerprint(model: nn.Module) -> dict:
         embedding_checksum (16 hex digits).
     """
     dims = model_dims(model)
-    table = model.get_input_embeddings().weight.detach()  # [V, d_model]
-    rows = torch.linspace(0, table.shape[0] - 1, min(FINGERPRINT_ROWS, table.shape[0]))
-    sample = table[rows.long().to(table.device)].to(device="cpu", dtype=torch.bfloat16)
-    digest = hashlib.sha256(str(tuple(table.shape)).encode())
-    digest.update(sample.contiguous().view(torch.int16).numpy().tobytes())
     return {
         "model_type": dims.model_type,
         "vocab_size": dims.vocab_size,
@@ -170,8 +167,22 @@ def base_fingerprint(model: nn.Module) -> dict:
         "d_model": dims.d_model,
         "n_heads": dims.n_heads,
         "n_kv_heads": dims.n_kv_heads,
-        "embedding_checksum": digest.hexdigest()[:16],
+        "embedding_checksum": embedding_checksum(model),
     }
+
+
+@torch.no_grad()
+def embedding_checksum(model: nn.Module) -> str:
+    """16 hex digits hashing the input embeddings [V, d] (see `base_fingerprint`).
+
+    Also used for encoder-decoder models (`prefixlab.seq2seq.seq2seq_fingerprint`).
+    """
+    table = model.get_input_embeddings().weight.detach()  # [V, d_model]
+    rows = torch.linspace(0, table.shape[0] - 1, min(FINGERPRINT_ROWS, table.shape[0]))
+    sample = table[rows.long().to(table.device)].to(device="cpu", dtype=torch.bfloat16)
+    digest = hashlib.sha256(str(tuple(table.shape)).encode())
+    digest.update(sample.contiguous().view(torch.int16).numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def freeze(model: nn.Module) -> nn.Module:

@@ -35,6 +35,8 @@ CACHE_FORMAT = 1
 MAX_CACHED_PARAMETERS = 20_000_000  # trained weights kept on disk only below this size
 # The module whose code, with everything it imports from prefixlab, decides a run's numbers.
 RUN_MODULE = "prefixlab.runs"
+# RunConfig fields only "prefix+lora" reads (prefixlab.hybrid); reset for every other method.
+HYBRID_FIELDS = ("hybrid_schedule", "lora_lr_ratio", "prefix_share")
 _FINGERPRINTS: dict = {}  # model name / "code" -> fingerprint, computed once per process
 
 
@@ -180,8 +182,14 @@ def canonical(config: RunConfig) -> RunConfig:
         changes.update(prefix_length=defaults.prefix_length, init=defaults.init, init_text=None)
     if row.reparam != "mlp":
         changes["mlp_hidden"] = defaults.mlp_hidden
-    if config.method != "lora":
+    if not row.uses_lora:
         changes.update(lora_rank=defaults.lora_rank, lora_alpha=defaults.lora_alpha)
+    if not row.is_hybrid:
+        changes.update({name: getattr(defaults, name) for name in HYBRID_FIELDS})
+    elif config.hybrid_schedule == "joint":  # one stage: no share to split
+        changes["prefix_share"] = defaults.prefix_share
+    if config.n_train_mrs is None:  # every training MR: nothing to subsample per seed
+        changes["subsample_per_seed"] = False
     if config.method == "none":
         t = config.train
         changes["train"] = TrainConfig(
@@ -193,6 +201,18 @@ def canonical(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, **changes).resolved()
 
 
+def key_fields(config: RunConfig) -> dict:
+    """The config part of a run's cache key: the canonical config as a dict, without the
+    fields of "prefix+lora" for the other methods, so that adding the hybrid left their
+    keys' config part as it was (tests/test_hybrid_runs.py pins it)."""
+    config = canonical(config)
+    fields = config.to_dict()
+    if not method(config.method).is_hybrid:
+        for name in HYBRID_FIELDS:
+            del fields[name]
+    return jsonable(fields)
+
+
 def run_key(config: RunConfig) -> str:
     """Cache key: sha256 of the canonical config, package version, code, model and data."""
     config = canonical(config)
@@ -202,7 +222,7 @@ def run_key(config: RunConfig) -> str:
         "code": _code_fingerprint(),
         "model": _model_fingerprint(config.model),
         "data": _data_fingerprint(config.data),
-        "config": config.to_dict(),
+        "config": key_fields(config),
     }
     text = json.dumps(jsonable(payload), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -221,7 +241,9 @@ def n_trainable_parameters(adapted: nn.Module) -> int:
     return sum(p.numel() for p in adapted.parameters() if p.requires_grad)
 
 
-def _trainable_state(adapted: nn.Module) -> dict[str, torch.Tensor]:
+def trainable_state(adapted: nn.Module) -> dict[str, torch.Tensor]:
+    """{name: a CPU copy} of every parameter of `adapted` that requires grad: what a run
+    trained, as the cache (and a study's adapters file) stores it."""
     return {
         name: p.detach().contiguous().cpu().clone()
         for name, p in adapted.named_parameters()
@@ -258,7 +280,7 @@ def save_entry(key: str, config: RunConfig, row: dict, history: History, adapted
     if config.method != "none" and n_trainable_parameters(adapted) <= MAX_CACHED_PARAMETERS:
         weights.parent.mkdir(parents=True, exist_ok=True)
         tmp = weights.with_suffix(f".tmp{os.getpid()}")
-        save_file(_trainable_state(adapted), str(tmp))
+        save_file(trainable_state(adapted), str(tmp))
         os.replace(tmp, weights)
     payload = {
         "key": key,
@@ -270,20 +292,41 @@ def save_entry(key: str, config: RunConfig, row: dict, history: History, adapted
     _write_json_atomic(path, payload)
 
 
+def entry_keys(run_id: str) -> list[str]:
+    """The keys of the cache entries whose name starts with `run_id` (a run table's run_id is
+    the first 12 characters of its key), sorted."""
+    if not isinstance(run_id, str) or not run_id.isalnum():
+        raise ValueError(f"run_id must be the letters and digits of a run id, got {run_id!r}.")
+    folder = cache_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob(f"{run_id}*.json"))
+
+
+def read_trained(key: str) -> dict[str, torch.Tensor] | None:
+    """The trained parameters a cache entry kept ({name: tensor}), or None when it kept none."""
+    _, weights = _cache_paths(key)
+    return load_file(str(weights)) if weights.is_file() else None
+
+
 @torch.no_grad()
+def load_state(adapted: nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    """Copy `state` ({name: tensor}, `trainable_state`) into the trainable parameters of
+    `adapted`. Returns False, leaving `adapted` as it was, when `state` misses one of them or
+    holds one of another shape."""
+    trainable = [(name, p) for name, p in adapted.named_parameters() if p.requires_grad]
+    if any(name not in state or state[name].shape != p.shape for name, p in trainable):
+        return False
+    for name, p in trainable:
+        p.copy_(state[name].to(p.device))
+    return True
+
+
 def load_trained(key: str, adapted: nn.Module) -> bool:
     """Copy a cached run's trained parameters into `adapted` (built untrained, same config).
 
     Returns False, leaving `adapted` as it was, when the weights were not kept (too many) or
     do not cover every trainable parameter.
     """
-    _, weights = _cache_paths(key)
-    if not weights.is_file():
-        return False
-    state = load_file(str(weights))
-    trainable = [(name, p) for name, p in adapted.named_parameters() if p.requires_grad]
-    if any(name not in state for name, _ in trainable):
-        return False
-    for name, p in trainable:
-        p.copy_(state[name].to(p.device))
-    return True
+    state = read_trained(key)
+    return state is not None and load_state(adapted, state)

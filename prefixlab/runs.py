@@ -1,8 +1,11 @@
 """Whole runs from a RunConfig: build the model and adapter, train, score, tabulate.
 
 - `build(config)`: the frozen model (loaded once per process, `base_model`) and an untrained
-  AdaptedModel for the method: prefix, prompt, LoRA, full fine-tuning or nothing.
-- `run_experiment(config)`: build, `prefixlab.train.train`, then generate for held-out MRs and
+  AdaptedModel for the method: prefix, prompt, LoRA, prefix + LoRA, full fine-tuning or
+  nothing.
+- `train_run(config)`: build and train only (what `run_experiment` does before measuring).
+- `run_experiment(config)`: build, `prefixlab.train.train` (`prefixlab.hybrid.train_hybrid`
+  for "prefix+lora", with its schedule), then generate for held-out MRs and
   score them (BLEU, slot errors, table gain). Results are cached on disk
   (`prefixlab.run_cache`), so re-running a notebook cell is instant. The History keeps the
   scores table by table (`generations`, `table_losses`) for intervals over tables.
@@ -24,11 +27,17 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from prefixlab._validate import require_bool, require_number
+from prefixlab._validate import require_bool, require_int, require_number
 from prefixlab.adapted import AdaptedModel
 from prefixlab.batching import encode_for_training
 from prefixlab.config import RunConfig, active_preset
 from prefixlab.e2e import load_e2e
+from prefixlab.e2e.held_out import (
+    HELD_OUT_POOL_MRS,
+    filter_by_held_out,
+    held_out_errors,
+    parse_held_out,
+)
 from prefixlab.evaluate import (
     generate_texts,
     score_texts,
@@ -36,12 +45,15 @@ from prefixlab.evaluate import (
     table_scores,
     validation_loss,
 )
+from prefixlab.hybrid import build_hybrid, train_hybrid
+from prefixlab.infix import InfixTuning, separator_ids
 from prefixlab.loading import load_model
 from prefixlab.lora import add_lora
 from prefixlab.methods import method
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
 from prefixlab.run_cache import (
+    HYBRID_FIELDS,
     canonical,
     load_trained,
     n_trainable_parameters,
@@ -82,22 +94,67 @@ def base_model(config: RunConfig | None = None):
     return _load(config.model, _resolve_device(config.device))
 
 
+# What each size field draws: training and validation tables never use a held-out value,
+# evaluation tables use at least one (`RunConfig.held_out`; all tables when none is held out).
+_KEEP = {"n_train_mrs": "without", "n_val_mrs": "without", "eval_mrs": "with"}
+
+
+def subset_seed(config: RunConfig, field_name: str = "n_train_mrs") -> int:
+    """The seed that picks a run's MRs for one size field: `data_seed`, except for the training
+    MRs of a run with `subsample_per_seed`, which get one subset per (data_seed, run seed).
+    Validation and evaluation tables never move with the run seed, so runs stay paired."""
+    if field_name == "n_train_mrs" and config.subsample_per_seed:
+        return 1_000_003 * (config.data_seed + 1) + config.train.seed
+    return config.data_seed
+
+
+def data_pool(config: RunConfig, split: str, field_name: str = "eval_mrs"):
+    """Every table of `split` a run may draw from for one size field (`n_train_mrs`,
+    `n_val_mrs`, `eval_mrs`), after the held-out filter (`prefixlab.e2e.held_out`). With held-out
+    values the synthetic validation and test splits are drawn larger (`HELD_OUT_POOL_MRS`), so
+    that enough tables remain on each side."""
+    if field_name not in _KEEP:
+        raise ValueError(f"field_name must be one of {tuple(_KEEP)}, got {field_name!r}.")
+    held = parse_held_out(config.held_out)
+    extra = (
+        {"n_mrs": HELD_OUT_POOL_MRS}
+        if held and config.data == "synthetic" and split != "train"
+        else {}
+    )
+    return filter_by_held_out(load_e2e(config.data, split, **extra), held, keep=_KEEP[field_name])
+
+
 def _dataset(config: RunConfig, split: str, n_mrs: int | None, field_name: str):
-    key = ("dataset", config.data, split, n_mrs, config.data_seed)
+    seed = subset_seed(config, field_name)
+    key = ("dataset", config.data, split, n_mrs, seed, config.held_out, _KEEP[field_name])
     if key not in _DATA:
-        data = load_e2e(config.data, split)
+        data = data_pool(config, split, field_name)
         try:
-            _DATA[key] = data.subset(n_mrs, seed=config.data_seed)
+            _DATA[key] = data.subset(n_mrs, seed=seed)
         except ValueError as err:
+            where = f"{split} split" + (
+                f" with held_out={config.held_out}" if config.held_out else ""
+            )
             raise ValueError(
-                f"{field_name}={n_mrs} does not fit the {split} split ({err}) Lower {field_name}."
+                f"{field_name}={n_mrs} does not fit the {where} ({err}) Lower {field_name}."
             ) from None
     return _DATA[key]
 
 
+def run_data(config: RunConfig, role: str):
+    """The tables a run uses in one role: "train", "validation" (validation loss and table
+    gain) or "eval" (generation, from `eval_split`), as `run_experiment` draws them."""
+    roles = {"train": ("train", config.n_train_mrs, "n_train_mrs"),
+             "validation": ("validation", config.n_val_mrs, "n_val_mrs"),
+             "eval": (config.eval_split, config.eval_mrs or None, "eval_mrs")}  # fmt: skip
+    if role not in roles:
+        raise ValueError(f"role must be one of {tuple(roles)}, got {role!r}.")
+    return _dataset(config, *roles[role])
+
+
 def _encoded(config: RunConfig, tokenizer, split: str, n_mrs: int | None, field_name: str):
-    key = ("encoded", config.model, config.data, split, n_mrs, config.data_seed,
-           config.train.max_length)  # fmt: skip
+    key = ("encoded", config.model, config.data, split, n_mrs, subset_seed(config, field_name),
+           config.held_out, _KEEP[field_name], config.train.max_length)  # fmt: skip
     if key not in _DATA:
         # Pairs longer than max_length are skipped: encode_for_training warns once with the
         # count, and the run row carries it (dropped_train_pairs, dropped_val_pairs).
@@ -114,11 +171,17 @@ def build(config: RunConfig):
 
     Returns:
         (adapted, tokenizer). Prefix, prompt and "none" share the frozen base model loaded
-        once per process; LoRA and full fine-tuning get their own copy.
+        once per process; LoRA, prefix + LoRA and full fine-tuning get their own copy.
     """
     base, tokenizer = base_model(config)
     seed = config.train.seed
     adapter_kind = method(config.method).adapter
+    if method(config.method).is_hybrid:  # a direct prefix plus LoRA on a copy of the model
+        adapted = build_hybrid(
+            base, config.prefix_length, rank=config.lora_rank, alpha=config.lora_alpha,
+            seed=seed, init=config.init, init_text=config.init_text, tokenizer=tokenizer,
+        )  # fmt: skip
+        return adapted, tokenizer
     if adapter_kind == "prompt":
         adapter = PromptTuning(
             base, config.prefix_length, init=config.init, init_text=config.init_text,
@@ -129,6 +192,12 @@ def build(config: RunConfig):
         adapter = PrefixTuning(
             base, config.prefix_length, reparam=config.reparam, mlp_hidden=config.mlp_hidden,
             init=config.init, init_text=config.init_text, tokenizer=tokenizer, seed=seed,
+        )  # fmt: skip
+        return AdaptedModel(base, adapter), tokenizer
+    if adapter_kind == "infix":
+        adapter = InfixTuning(
+            base, config.prefix_length, separator=separator_ids(tokenizer), init=config.init,
+            init_text=config.init_text, tokenizer=tokenizer, seed=seed,
         )  # fmt: skip
         return AdaptedModel(base, adapter), tokenizer
     if config.method == "lora":
@@ -147,8 +216,10 @@ def _label(config: RunConfig) -> str:
     parts = [config.method]
     if config.uses_prefix_length:
         parts.append(f"P={config.prefix_length}")
-    if config.method == "lora":
+    if method(config.method).uses_lora:
         parts.append(f"r={config.lora_rank}")
+    if method(config.method).is_hybrid:
+        parts.append(config.hybrid_schedule)
     if config.method != "none":
         parts += [f"lr={config.lr:g}", f"seed={config.train.seed}"]
     return " ".join(parts)
@@ -214,22 +285,54 @@ def _rebuild(config: RunConfig, key: str):
     return None
 
 
-def _run(config: RunConfig, *, progress: bool):
-    """Build, train, evaluate (no cache)."""
+def train_run(config: RunConfig, *, progress: bool = False, callback=None):
+    """Build and train one run exactly as `run_experiment` does, and nothing else: no cache,
+    no table gain, no generation. For retraining a run and comparing it (`studies.live_slice`).
+
+    Args:
+        config: the run (a RunConfig).
+        callback: called as callback(history, adapted) after every training step, e.g. to
+            record attention while the run trains; returning True stops it ("stopped").
+    Returns:
+        (adapted, tokenizer, history): the trained AdaptedModel and its History (for "none",
+        one validation of the frozen model).
+    """
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config must be a RunConfig, got {type(config).__name__}.")
+    if callback is not None and not callable(callback):
+        raise ValueError("callback must be callable as callback(history, adapted), or None.")
+    require_bool("progress", progress)
     adapted, tokenizer = build(config)
     train_enc = _encoded(config, tokenizer, "train", config.n_train_mrs, "n_train_mrs")
     val_enc = _encoded(config, tokenizer, "validation", config.n_val_mrs, "n_val_mrs")
     t = config.train
+    # train's callback sees the History only; the adapted model is added here
+    watch = {} if callback is None else {"callback": lambda history: callback(history, adapted)}
     if config.method == "none":
         history = History(config=jsonable({"train": dataclasses.asdict(t)}))
         history.val_step.append(0)
         history.val_loss.append(
             validation_loss(adapted, val_enc, t.eval_batch_size or t.batch_size, t.eval_batches)
         )
+    elif method(config.method).is_hybrid:
+        history = train_hybrid(
+            adapted, train_enc, t, schedule=config.hybrid_schedule, lora_lr=config.lora_lr,
+            prefix_share=config.prefix_share, val_data=val_enc, progress=progress,
+            desc=_label(config), **watch,
+        )  # fmt: skip
     else:
         history = train(
-            adapted, train_enc, t, val_data=val_enc, progress=progress, desc=_label(config)
-        )
+            adapted, train_enc, t, val_data=val_enc, progress=progress, desc=_label(config),
+            **watch,
+        )  # fmt: skip
+    return adapted, tokenizer, history
+
+
+def _run(config: RunConfig, *, progress: bool):
+    """Build, train, evaluate (no cache)."""
+    adapted, tokenizer, history = train_run(config, progress=progress)
+    train_enc = _encoded(config, tokenizer, "train", config.n_train_mrs, "n_train_mrs")
+    val_enc = _encoded(config, tokenizer, "validation", config.n_val_mrs, "n_val_mrs")
     history.config["run"] = jsonable(config.to_dict())
     row = _row(config, adapted, history)
     row["dropped_train_pairs"] = getattr(train_enc, "n_dropped", 0)  # longer than max_length
@@ -264,6 +367,19 @@ def _table_gain(config: RunConfig, adapted, tokenizer) -> dict:
         )  # fmt: skip
 
 
+def write_texts(config: RunConfig, adapted, tokenizer, history: History) -> dict:
+    """Generate for a trained run's evaluation tables as `run_experiment` does after training:
+    the first `config.eval_mrs` MRs of `config.eval_split`, decoded with the config's beams and
+    length. For a run retrained by `train_run` (`studies.live_slice(samples=...)`).
+
+    Returns:
+        The scores `run_experiment` puts in its row (bleu, slot_error_rate, missing_slots, ...);
+        `history.generations` is set to one dict per table (mr, text and its slot errors).
+    """
+    require_int("eval_mrs", config.eval_mrs, low=1, hint="Give the config eval_mrs=4, say.")
+    return _generation_scores(config, adapted, tokenizer, history)
+
+
 def _generation_scores(config, adapted, tokenizer, history: History) -> dict:
     references = _dataset(config, config.eval_split, config.eval_mrs, "eval_mrs").grouped()
     mrs = list(references)
@@ -278,13 +394,21 @@ def _generation_scores(config, adapted, tokenizer, history: History) -> dict:
         for mr, text, scores in zip(mrs, texts, per_table, strict=True)
     ]
     scores = score_texts(mrs, texts, references)
-    return {
+    out = {
         "bleu": scores["bleu"],
         "slot_error_rate": scores["slot_error_rate"],
         "missing_slots": scores["missing"],
         "contradicted_slots": scores["contradicted"],
         "added_slots": scores["added"],
     }
+    held = parse_held_out(config.held_out)
+    if held:  # the slot errors on the held-out values only
+        counts = [held_out_errors(g["mr"], g["missing"], g["contradicted"], held)
+                  for g in history.generations]  # fmt: skip
+        slots = sum(n for _, n in counts)
+        out["held_out_slots"] = slots
+        out["held_out_slot_error_rate"] = sum(e for e, _ in counts) / slots if slots else math.nan
+    return out
 
 
 def _row(config: RunConfig, adapted, history: History) -> dict:
@@ -295,8 +419,13 @@ def _row(config: RunConfig, adapted, history: History) -> dict:
             flat[name] = None
     if row_of_method.reparam != "mlp":
         flat["mlp_hidden"] = None
-    if config.method != "lora":
+    if not row_of_method.uses_lora:
         flat["lora_rank"] = flat["lora_alpha"] = None
+    if not row_of_method.is_hybrid:
+        for name in HYBRID_FIELDS:
+            flat[name] = None
+    elif config.hybrid_schedule == "joint":
+        flat["prefix_share"] = None
     if config.method == "none":
         flat["lr"] = None
     row = {"label": _label(config), **flat}

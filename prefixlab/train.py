@@ -83,6 +83,14 @@ class History:
     def __len__(self) -> int:
         return len(self.step)
 
+    def add_step(self, step: int, loss: float, grad_norm: float, lr: float, seconds: float) -> None:
+        """Record one optimisation step (the per-step lists grow together)."""
+        self.step.append(step)
+        self.loss.append(loss)
+        self.grad_norm.append(grad_norm)
+        self.lr.append(lr)
+        self.time.append(seconds)
+
     @property
     def steps_done(self) -> int:
         return self.step[-1] if self.step else 0
@@ -171,6 +179,13 @@ def _as_encoded(data, tokenizer, max_length: int, what: str) -> dict[str, torch.
             )
         if data["input_ids"].dim() != 2 or len(data["input_ids"]) == 0:
             raise ValueError(f"{what}['input_ids'] must be a non-empty [N, T] tensor.")
+        if "task_ids" in data:  # per-row tasks or attribute values (AdapterBank, ControlPrefix)
+            if len(data["task_ids"]) != len(data["input_ids"]):
+                raise ValueError(
+                    f"{what}['task_ids'] has {len(data['task_ids'])} rows, input_ids "
+                    f"{len(data['input_ids'])}; give one entry per row."
+                )
+            keys += ("task_ids",)
         return {k: data[k] for k in keys}
     if tokenizer is None:
         raise ValueError(
@@ -188,6 +203,17 @@ def _endless_batches(encoded, batch_size: int, seed: int) -> Iterator[dict[str, 
         yield from iterate_batches(
             encoded, batch_size, shuffle=True, seed=seed * 100_003 + epoch, drop_last=drop_last
         )
+
+
+def _param_groups(named, peak: float, lr_of) -> list[dict]:
+    """AdamW parameter groups, one per peak learning rate (in order of first appearance)."""
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, p in named:
+        own = None if lr_of is None else lr_of(name)
+        if own is not None and not (isinstance(own, (int, float)) and own > 0):
+            raise ValueError(f"lr_of({name!r}) returned {own!r}; return a rate > 0 or None.")
+        groups.setdefault(float(peak if own is None else own), []).append(p)
+    return [{"params": ps, "peak": rate} for rate, ps in groups.items()]
 
 
 def _global_norm(params: Sequence[nn.Parameter]) -> float:
@@ -224,13 +250,15 @@ def train(
     progress: bool = True,
     callback: Callable[[History], bool | None] | None = None,
     desc: str = "train",
+    lr_of: Callable[[str], float | None] | None = None,
 ) -> History:
     """Train every parameter of `adapted` that requires grad; return the History.
 
     Args:
         adapted: an AdaptedModel (prefix, prompt, LoRA, or a fine-tunable copy of the model).
         train_data: {"input_ids", "attention_mask", "labels"} [N, T] tensors from
-            `prefixlab.batching.encode_for_training`, or (mr, ref) pairs / an E2EDataset together
+            `prefixlab.batching.encode_for_training` (plus "task_ids" [N] or [N, n_attributes]
+            for an AdapterBank or a ControlPrefix), or (mr, ref) pairs / an E2EDataset together
             with `tokenizer=` (pairs longer than config.max_length are skipped with a warning).
         config: a TrainConfig (or a RunConfig, whose `.train` is used); None = the active
             preset's. lr=None picks the default learning rate of the method being trained
@@ -240,6 +268,9 @@ def train(
         progress: show a tqdm progress bar.
         callback: called as callback(history) after every step; return True to stop (the
             history is then marked "stopped").
+        lr_of: parameter name -> its own peak learning rate, or None for the run's (e.g. the
+            prefix + LoRA hybrid gives the LoRA matrices LoRA's rate); every group follows
+            the same warmup and decay. `History.lr` records the run's rate.
 
     Returns:
         History. `stopped_reason` is "completed"; "nan" when a loss or gradient was not
@@ -264,7 +295,10 @@ def train(
     require_bool("progress", progress)
     if callback is not None and not callable(callback):
         raise ValueError("callback must be callable as callback(history), or None.")
-    params = [p for p in adapted.parameters() if p.requires_grad]
+    if lr_of is not None and not callable(lr_of):
+        raise ValueError("lr_of must be callable as lr_of(parameter_name) -> float or None.")
+    named = [(name, p) for name, p in adapted.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     if not params:
         raise ValueError(
             "Nothing to train: no parameter requires grad. Wrap the model with an adapter "
@@ -292,7 +326,10 @@ def train(
 
     torch.manual_seed(config.seed)
     optimizer = torch.optim.AdamW(
-        params, lr=peak, betas=config.betas, weight_decay=config.weight_decay
+        _param_groups(named, peak, lr_of),
+        lr=peak,
+        betas=config.betas,
+        weight_decay=config.weight_decay,
     )
     # The parameters as they were before the latest update: restored when a loss goes NaN,
     # or when an interrupt lands in the middle of an update.
@@ -309,8 +346,11 @@ def train(
             start = time.perf_counter()
             lr = config.lr_at(step, peak)
             for group in optimizer.param_groups:
-                group["lr"] = lr
-            out = adapted(batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
+                group["lr"] = config.lr_at(step, group["peak"])
+            per_row = {"task_ids": batch["task_ids"]} if "task_ids" in batch else {}
+            out = adapted(
+                batch["input_ids"], batch["attention_mask"], labels=batch["labels"], **per_row
+            )
             loss, vocab_size = out.loss, out.logits.shape[-1]
             del out  # the [B, T, V] logits need not outlive the backward pass
             loss_value = float(loss.detach())
@@ -343,11 +383,7 @@ def train(
             updating = False
             elapsed += time.perf_counter() - start
 
-            history.step.append(step)
-            history.loss.append(loss_value)
-            history.grad_norm.append(grad_norm)
-            history.lr.append(lr)
-            history.time.append(elapsed)
+            history.add_step(step, loss_value, grad_norm, lr, elapsed)
             bar.update(1)
             if step % 10 == 0 or step == config.steps:
                 bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)

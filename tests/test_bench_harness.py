@@ -285,3 +285,135 @@ def test_a_section_without_results_writes_no_goals_and_no_numbers():
     assert training.goals(empty) == attention.goals(empty) == inference.goals(empty) == []
     assert prefix_length.notes(empty) == []
     assert "n/a" in training.notes(empty)[0]
+
+
+def test_serving_section_counts_bank_and_copies_memory():
+    from tiny_models import make_gpt2
+
+    from benchmarks.sections.serving import parameter_bytes, serve_users
+    from prefixlab.loading import model_dims
+
+    base = make_gpt2()
+    dims = model_dims(base)
+    prefix_bytes = 10 * dims.n_layers * 2 * dims.kv_dim * 4  # P=10, float32
+    small = serve_users(base, 3, rows=4, seq=5, rounds=1, warmup=0, measured_copies=5)
+    large = serve_users(base, 20, rows=4, seq=5, rounds=1, warmup=0, measured_copies=5)
+    assert small["copies_measured"] and not large["copies_measured"]
+    for found, n in ((small, 3), (large, 20)):
+        assert found["bank_bytes"] == parameter_bytes(base) + n * prefix_bytes
+        assert found["copies_bytes"] == n * parameter_bytes(base)
+        assert 1 <= found["distinct"] <= min(n, 4)
+        assert found["bank_rows_per_s"] > 0 and found["copies_rows_per_s"] > 0
+        speedup = found["speedup"]
+        assert 0 < speedup["q1"] <= speedup["median"] <= speedup["q3"]
+
+
+# ------------------------------------------------------------ RESULTS.md, one section at a time
+
+
+def test_select_sections_names_sections_and_keeps_the_goal_sections_together():
+    from benchmarks.bench import select_sections
+    from benchmarks.sections import GOAL_SECTIONS, SECTIONS, memory, serving
+
+    assert select_sections(None) == list(SECTIONS)
+    assert select_sections("serving") == [serving]
+    assert select_sections(" serving , memory") == [memory, serving]  # report order
+    goal_names = ",".join(s.__name__.rsplit(".", 1)[-1] for s in GOAL_SECTIONS)
+    assert select_sections(goal_names) == list(GOAL_SECTIONS)
+    with pytest.raises(ValueError, match="name one or more of training, attention"):
+        select_sections("servng")
+    with pytest.raises(ValueError, match="name one or more"):
+        select_sections(",")
+    with pytest.raises(ValueError, match="goals table is computed from sections training"):
+        select_sections("training,serving")
+
+
+def test_bench_rejects_bad_sections_with_a_usage_error(capsys):
+    from benchmarks.bench import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--sections", "attention"])
+    assert "name all of them (or none)" in capsys.readouterr().err
+
+
+def test_results_file_round_trips_and_updates_only_the_named_sections():
+    from benchmarks.results_file import ResultsFile, parse, update
+
+    old = ResultsFile(
+        head="# title\n\nold head",
+        measured={"a": ["day 1", "c1"], "b": ["day 1", "c1"]},
+        goals="## Goals\n\n| x |\n|---|\n| 1 |",
+        sections={"a": "## 1. A\n\n| t |\n|---|\n| old a |", "b": "## 2. B\n\nold b"},
+    )
+    text = old.render(["a", "b", "c"])
+    assert parse(text) == old
+    assert text.index("## 1. A") < text.index("## 2. B")
+
+    new = ResultsFile(head="# title\n\nnew head", measured={"c": ["day 2", "c2"]})
+    new.sections["c"] = "## 3. C\n\nnew c"
+    merged = update(parse(text), new).render(["a", "c", "b"])  # c goes between a and b
+    back = parse(merged)
+    assert back.sections == {**old.sections, "c": "## 3. C\n\nnew c"}
+    assert back.goals == old.goals  # the run measured no goal section: kept as it was
+    assert back.measured == {"a": ["day 1", "c1"], "b": ["day 1", "c1"], "c": ["day 2", "c2"]}
+    assert back.head.strip() == "# title\n\nnew head"
+    assert merged.index("## 1. A") < merged.index("## 3. C") < merged.index("## 2. B")
+
+    again = ResultsFile(head="h", measured={"a": ["day 3", "c3"]}, sections={"a": "new a"})
+    assert parse(update(back, again).render(["a", "c", "b"])).sections["a"] == "new a"
+
+
+def test_results_file_refuses_a_file_without_part_marks():
+    from benchmarks.results_file import parse
+
+    with pytest.raises(ValueError, match="run the full benchmark once"):
+        parse("# prefixlab benchmarks\n\n## Goals\n\n## 1. Training step\n")
+
+
+def test_a_sections_run_rewrites_its_part_and_its_json_and_keeps_the_rest(tmp_path, monkeypatch):
+    import json
+    import types
+
+    from benchmarks import bench
+
+    measured = []
+
+    def fake_section(name, text, goals=False):
+        def run(ctx):
+            measured.append(name)
+            ctx.report.add(f"## {name}\n\n{text} {len(measured)}")
+
+        section = types.ModuleType(f"benchmarks.sections.{name}")
+        section.run = run
+        if goals:
+            section.goals = lambda results: []
+            section.notes = lambda results: [f"note from run {len(measured)}"]
+        return section
+
+    one, two = fake_section("one", "numbers of run", goals=True), fake_section("two", "rows")
+    two.data = lambda results: {"rows": [len(measured)]}
+    monkeypatch.setattr(bench, "SECTIONS", (one, two))
+    monkeypatch.setattr(bench, "GOAL_SECTIONS", (one,))
+    monkeypatch.setattr(bench, "NAMES", ("one", "two"))
+    monkeypatch.setattr(bench, "build_model", lambda name: (torch.nn.Linear(1, 1), "fake"))
+    machine = [["CPU", "fake"], ["cores", "2"], ["memory", "1 GiB"], ["python", "3"]]
+    machine += [["prefixlab commit", "abc1234"], ["torch threads", "1"]]
+    machine += [["torch / transformers / peft", "v / v / v"]]
+    monkeypatch.setattr(bench, "machine_description", lambda threads, repo: machine)
+    out = tmp_path / "RESULTS.md"
+
+    bench.main(["--out", str(out)])  # the full run: every part
+    full = out.read_text()
+    assert measured == ["one", "two"]
+    assert "numbers of run 1" in full and "rows 2" in full and "note from run 2" in full
+    assert json.loads((tmp_path / "two.json").read_text())["rows"] == [2]
+
+    bench.main(["--out", str(out), "--sections", "two"])  # one section
+    partial = out.read_text()
+    assert measured == ["one", "two", "two"]
+    assert "rows 3" in partial and "rows 2" not in partial
+    assert "numbers of run 1" in partial and "note from run 2" in partial  # kept as they were
+    assert "--sections two" in partial
+    data = json.loads((tmp_path / "two.json").read_text())
+    assert data["rows"] == [3] and data["prefixlab commit"] == "abc1234"
+    assert partial.index("## one") < partial.index("## two")

@@ -386,3 +386,39 @@ def test_table_gain_per_table_adds_up(tiny_model):
     assert right[1] == wrong[1] == tokens.sum()  # the same target tokens, read twice
     with pytest.raises(ValueError, match="leave right_loss=None"):
         table_gain(adapted, tokenizer, pairs[:3], max_length=60, right_loss=1.0, per_table=True)
+
+
+def test_other_e2e_metrics_rouge_l_and_nist():
+
+    import pytest
+    from nltk.translate.nist_score import corpus_nist
+
+    from prefixlab.evaluate import other_e2e_metrics
+
+    same = other_e2e_metrics(["a pub near the river"], [["a pub near the river"]])
+    assert same["rouge_l"] == pytest.approx(100.0)
+    assert other_e2e_metrics(["a pub"], [["a pub"]])["nist"] is None  # too short for 5-grams
+    # LCS "the cat sat" = 3 tokens: precision 3/3, recall 3/4, F = 6/7; the best reference counts
+    pair = other_e2e_metrics(["the cat sat"], [["the cat sat down", "a dog"]])
+    assert pair["rouge_l"] == pytest.approx(100 * 6 / 7)
+    texts = ["the cat sat on the mat", "a pub in the city centre"]
+    refs = [["the cat sat on a mat"], ["there is a pub in the city centre", "a city centre pub"]]
+    nist = other_e2e_metrics(texts, refs)["nist"]
+    assert nist == pytest.approx(corpus_nist([[r.split() for r in rs] for rs in refs],
+                                             [t.split() for t in texts], n=5))  # fmt: skip
+    assert nist > 0
+    with pytest.raises(ValueError, match="one list of references per text"):
+        other_e2e_metrics(["a"], [])
+    with pytest.raises(ValueError, match="at least one reference"):
+        other_e2e_metrics(["a"], [[]])
+
+
+def test_other_e2e_metrics_say_which_package_is_missing(monkeypatch):
+    import sys
+
+    from prefixlab.evaluate import other_e2e_metrics
+
+    monkeypatch.setitem(sys.modules, "rouge_score", None)  # import fails
+    text = "a family friendly pub near the river in the city centre"
+    out = other_e2e_metrics([text], [[text]])
+    assert out["rouge_l"] is None and out["missing"] == "rouge-score" and out["nist"] > 0

@@ -154,7 +154,8 @@ def test_reference_table_covers_gpt2_sizes_and_llama():
     full = table[table.method == "full"].set_index("model")["trainable"]
     assert full["gpt2-small"] == 124_439_808
     assert full["gpt2-xl"] > 1.5e9 and full["llama-7b"] > 6.7e9
-    assert len(table) == 5 * len(reference_configs())
+    # prefix, prefix+mlp, prompt, lora, full, prefix+lora per model
+    assert len(table) == 6 * len(reference_configs())
 
 
 def test_cache_kwarg_follows_the_forward_signature():

@@ -22,7 +22,7 @@ def test_every_method_has_every_field(row):
         assert getattr(row, f.name) is not None or f.name == "adapter", f.name
     assert row.name and row.label and row.short_label
     assert re.fullmatch(r"#[0-9a-f]{6}", row.color)
-    assert row.adapter in ("prefix", "prompt", None) and row.reparam in ("none", "mlp")
+    assert row.adapter in ("prefix", "prompt", "infix", None) and row.reparam in ("none", "mlp")
     assert row.default_lr >= 0 and (row.default_lr > 0) == (row.name != "none")
     assert row.uses_prefix_length == (row.adapter is not None) == bool(row.inits)
     assert all(isinstance(i, str) for i in row.inits)
@@ -65,14 +65,18 @@ def test_config_reads_the_table(monkeypatch):
 
 def test_accounting_rows_follow_the_table():
     rows = accounting.parameter_counts(GPT2Config(n_layer=2, n_embd=32, n_head=4), 5)
-    counted = [m for m in METHOD_TABLE if m.name != "none"]
+    counted = [m for m in METHOD_TABLE if m.name not in ("none", "infix")]
     assert [r["method"] for r in rows] == [m.name for m in counted]
     assert [r["label"] for r in rows] == [m.label for m in counted]
 
 
 def test_widgets_read_the_table():
     widgets = pytest.importorskip("prefixlab.widgets")
-    assert tuple(m.name for m in METHOD_TABLE if m.uses_prefix_length) == widgets.LAB_METHODS
+    lab = tuple(
+        m.name for m in METHOD_TABLE if m.adapter in ("prefix", "prompt") and not m.uses_lora
+    )
+    assert lab == widgets.LAB_METHODS and "infix" not in lab  # the infix needs notebook 07
+    assert "prefix+lora" not in lab  # the lab varies P; the hybrid's LoRA does not depend on it
     assert widgets.METHOD_CHOICES == (("prefix tuning", "prefix"), ("prompt tuning", "prompt"))
     assert all(label == method(name).short_label for label, name in widgets.METHOD_CHOICES)
 

@@ -52,10 +52,12 @@ def sweep_frame() -> pd.DataFrame:
 
 
 def test_every_method_has_a_distinct_colour_and_a_label():
-    methods = {"prefix", "prefix+mlp", "prompt", "lora", "full", "none"}
+    methods = {"prefix", "prefix+mlp", "prompt", "infix", "lora", "full", "none", "prefix+lora"}
     assert set(P.METHOD_COLORS) == methods == set(P.METHOD_LABELS)
     assert len(set(P.METHOD_COLORS.values())) == len(methods)
     assert P.NEUTRAL_COLOR not in P.METHOD_COLORS.values()
+    assert not set(P.EXTRA_COLORS) & {*P.METHOD_COLORS.values(), P.NEUTRAL_COLOR}
+    assert len(set(P.EXTRA_COLORS)) == len(P.EXTRA_COLORS)
 
 
 @pytest.mark.parametrize("name", ["prefix", "Prefix", "prefix: P=10", " prefix :lr 1e-3"])
@@ -649,3 +651,89 @@ def test_lr_sweep_rings_the_chosen_rate():
     assert "chosen rate" in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="picked"):
         plot_lr_sweep(df, hue="arm", chosen="picked", title="t")
+
+
+def test_along_axis_draws_each_interval_on_a_log_axis_and_checks_the_axis():
+    import numpy as np
+    import pandas as pd
+
+    from prefixlab.plotting import plot_along_axis
+
+    df = pd.DataFrame({
+        "metric": ["bleu"] * 4 + ["slot_error_rate"] * 4,
+        "n_train_mrs": [50, 1000] * 4,
+        "arm": ["prefix", "prefix", "full", "full"] * 2,
+        "estimate": [20.0, 30.0, 15.0, np.nan, 0.5, 0.3, 0.6, 0.2],
+        "low": [18.0, 28.0, 13.0, np.nan, 0.4, 0.2, 0.5, 0.1],
+        "high": [22.0, 32.0, 17.0, np.nan, 0.6, 0.4, 0.7, 0.3],
+    })  # fmt: skip
+    fig = plot_along_axis(df, "n_train_mrs", title="learning curve")
+    bleu, slots = fig.axes
+    assert bleu.get_xscale() == "log" and bleu.get_ylabel() == "bleu"
+    assert [t.get_text() for t in bleu.get_xticklabels()] == ["50", "1000"]
+    # one error-bar container per arm that has data; the NaN point of "full" is left out
+    (prefix, full) = bleu.containers
+    assert list(prefix.lines[0].get_ydata()) == [20.0, 30.0] and len(full.lines[0].get_ydata()) == 1
+    segments = [s for c in prefix.lines[2] for s in c.get_segments()]
+    assert sorted((seg[0][1], seg[1][1]) for seg in segments) == [(18.0, 22.0), (28.0, 32.0)]
+    x_prefix, x_full = prefix.lines[0].get_xdata()[0], full.lines[0].get_xdata()[0]
+    assert x_prefix < 50 < x_full  # moved apart so both intervals stay visible
+    assert [t.get_text() for t in slots.get_legend().get_texts()] == ["prefix", "full"]
+    diffs = df.assign(label="prefix - full")
+    diffs = pd.concat([diffs, diffs.assign(label="prefix - lora")])
+    fig = plot_along_axis(diffs, "n_train_mrs", hue="label", reference=0.0, title="t")
+    assert any(list(line.get_ydata()) == [0.0, 0.0] for line in fig.axes[0].lines)
+    colors = {c.lines[0].get_color() for c in fig.axes[0].containers}
+    assert len(colors) == 2  # two differences that start with the same arm: two colours
+    with pytest.raises(ValueError, match="positive numbers"):
+        plot_along_axis(df.assign(n_train_mrs=0), "n_train_mrs", title="bad")
+    with pytest.raises(ValueError, match="lacks column"):
+        plot_along_axis(df, "prefix_length", title="bad")
+
+
+def test_seed_spread_one_dot_per_seed_and_mean_sd_per_group():
+    import numpy as np
+    import pandas as pd
+
+    from prefixlab.plotting import plot_seed_spread
+
+    values = {("random", 50): [1.0, 5.0, 9.0], ("vocab", 50): [4.0, 5.0, 6.0],
+              ("random", 500): [7.0, 8.0, 9.0], ("vocab", 500): [8.0, 8.0, 8.0]}  # fmt: skip
+    df = pd.DataFrame([{"arm": a, "n_train_mrs": n, "seed": i, "value": v}
+                       for (a, n), vs in values.items() for i, v in enumerate(vs)])  # fmt: skip
+    fig = plot_seed_spread(df, "n_train_mrs", title="spread", ylabel="BLEU")
+    ax = fig.axes[0]
+    from matplotlib.collections import PathCollection
+
+    dots = sorted(float(y) for c in ax.collections if isinstance(c, PathCollection)
+                  for _, y in c.get_offsets())  # fmt: skip
+    assert dots == sorted(v for vs in values.values() for v in vs)
+    means = sorted(c.lines[0].get_ydata()[0] for c in ax.containers)
+    assert means == sorted(np.mean(v) for v in values.values())
+    random_50 = [c for c in ax.containers if c.lines[0].get_ydata()[0] == 5.0
+                 and c.lines[0].get_xdata()[0] < 1]  # fmt: skip
+    (segment,) = random_50[0].lines[2][0].get_segments()
+    assert segment[1][1] - segment[0][1] == pytest.approx(2 * np.std([1, 5, 9], ddof=1))
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["50", "500"]
+    assert ax.get_xlabel() == "n train mrs"
+    with pytest.raises(ValueError, match="lacks column"):
+        plot_seed_spread(df.drop(columns="value"), "n_train_mrs", title="bad")
+
+
+def test_serving_plotly_draws_both_ways_in_two_panels_with_computed_copies_open():
+    rows = [
+        {"users": n, "bank_rows_per_s": 100.0, "copies_rows_per_s": 50.0 + n,
+         "bank_bytes": 2**20 * (4 + n), "copies_bytes": 2**20 * 4 * n, "copies_measured": n <= 10}
+        for n in (1, 10, 100)
+    ]  # fmt: skip
+    fig = P.serving_plotly(rows, title="serving")
+    assert len(fig.data) == 4  # (bank, copies) x (rows/s, MiB)
+    copies_memory = [t for t in fig.data if t.legendgroup == "copies" and t.xaxis == "x2"][0]
+    assert list(copies_memory.y) == [4.0, 40.0, 400.0]
+    assert list(copies_memory.marker.symbol) == ["circle", "circle", "circle-open"]
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis2.type == "log"
+    assert fig.to_json() == P.serving_plotly(rows, title="serving").to_json()  # no random ids
+    with pytest.raises(ValueError, match="lack"):
+        P.serving_plotly([{"users": 1}])
+    with pytest.raises(ValueError, match="non-empty"):
+        P.serving_plotly([])

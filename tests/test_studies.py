@@ -15,6 +15,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from prefixlab.config import RunConfig
 from prefixlab.e2e import load_e2e
@@ -28,11 +29,13 @@ from prefixlab.studies import (
     combine_results,
     get_study,
     live_slice,
+    merge_parts,
     point_differences,
     protocol,
     read_results,
     registry,
     run_study,
+    seed_table,
     sweep_table,
     verdict_table,
 )
@@ -72,6 +75,18 @@ def small_results(tmp_path_factory):
 # -- the definition and the grid rule -----------------------------------------------------------
 
 
+def test_describe_reads_the_design_from_the_definition():
+    text = SMALL.with_(axes={"n_train_mrs": (8, 16)}).describe()
+    assert "arms: prompt; prefix" in text and "axis n_train_mrs: 8, 16" in text
+    assert "rates: 3 per arm, log-spaced from 1/3x to 3x" in text and "up to 1 times" in text
+    assert "seeds 0, 1, each generating for 4 test tables; validation loss on 4 tables" in text
+    assert "preset 'fast', 4 steps of batch 8" in text and "prefix - prompt" in text
+    init = get_study("init_low_data").describe()
+    assert (
+        "prefix (random) (prefix, init=random)" in init and "seeds 0, 1, 2, 3, 4, 5, 6, 7" in init
+    )
+
+
 def test_registered_study_meets_the_protocol():
     study = get_study("prefix_vs_prompt")
     assert [a.method for a in study.arms] == ["prompt", "prefix", "prefix+mlp"]
@@ -84,6 +99,22 @@ def test_registered_study_meets_the_protocol():
         assert arm.default_lr in grid
     assert len(study.seeds) >= 5 and study.n_eval_tables >= 200
     assert Study.from_dict(json.loads(json.dumps(study.to_dict()))) == study
+
+
+@pytest.mark.parametrize("name", registry.study_names())
+def test_every_registered_run_builds_its_config(name):
+    # a config error (e.g. init="text" without init_text) would otherwise surface only when
+    # the study reaches that arm, hours into its run
+    study = get_study(name)
+    for preset in (study.preset, "fast"):
+        base = study.base_config(preset)
+        for point in study.points():
+            for arm in study.arms:
+                config = study.run_config(base, arm.label, point, lr=None, seed=0, evaluate=True)
+                assert config.method == arm.method and config.eval_mrs == study.n_eval_tables
+    if name == "prompt_init":
+        text = study.run_config(study.base_config(), "text", {}, lr=None, seed=0, evaluate=False)
+        assert text.init == "text" and text.init_text == registry.INIT_TEXT
 
 
 @pytest.mark.skipif(
@@ -171,7 +202,8 @@ def _stand_in(best: dict, errors: dict, gain: dict):
                    final_val_loss=loss, best_val_loss=loss, stopped_reason="completed",
                    diverged=False, trainable_params=10, seconds=0.0, cached=False,
                    run_id=f"{config.method}-{lr}-{seed}-{n}", table_gain=gain[config.method])  # fmt: skip
-        return row, history, None
+        trained = torch.nn.Linear(2, 5) if return_model else None  # 10 trainable values
+        return row, history, trained
 
     return run_experiment
 
@@ -239,7 +271,7 @@ def test_a_part_of_an_axis_merges_into_the_committed_results(monkeypatch, tmp_pa
     table = merged.table
     assert table["prefix_length"].drop_duplicates().tolist() == [2, 4, 6]  # axis order
     assert len(table) == 3 * len(first.table) / 2
-    assert set(merged.tables) == set(table.loc[table["stage"] == "seeds", "run_id"])
+    assert set(merged.tables) == set(table["run_id"])  # every run keeps its curves
     parts = merged.provenance["parts"]
     assert [[p["prefix_length"] for p in part["points"]] for part in parts] == [[2], [6], [4]]
     assert merged.provenance["runs"] == len(table)
@@ -251,14 +283,70 @@ def test_a_part_of_an_axis_merges_into_the_committed_results(monkeypatch, tmp_pa
                   only={"prefix_length": 6})  # fmt: skip
 
 
+def test_parts_run_apart_merge_like_parts_run_in_place(monkeypatch, tmp_path):
+    monkeypatch.setattr(
+        protocol, "run_experiment",
+        _stand_in({"prefix": 0.03, "prompt": 0.03}, {"prefix": 0, "prompt": 1},
+                  {"prefix": 0.5, "prompt": 0.5}),
+    )  # fmt: skip
+    study = SMALL.with_(axes={"prefix_length": (2, 4, 6)})
+    for name, values in {"a": [2], "b": [4, 6]}.items():
+        run_study(study, out=tmp_path / name, progress=False, only={"prefix_length": values})
+    in_place = tmp_path / "in_place"
+    for values in ([2], [4, 6]):
+        run_study(study, out=in_place, progress=False, only={"prefix_length": values})
+    merged = merge_parts(study, [tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    expected = read_results(study.name, in_place)
+    columns = [c for c in merged.table.columns if c not in ("seconds",)]
+    pd.testing.assert_frame_equal(merged.table[columns], expected.table[columns])
+    assert set(merged.tables) == set(expected.tables)
+    assert merged.adapters and set(merged.adapters) == set(expected.adapters)
+    assert merged.provenance["adapters"]["runs"] == len(merged.adapters)
+    parts = merged.provenance["parts"]
+    assert [[p["prefix_length"] for p in part["points"]] for part in parts] == [[2], [4, 6]]
+    assert merged.provenance["wall_seconds"] == pytest.approx(
+        sum(read_results(study.name, tmp_path / n).provenance["wall_seconds"] for n in "ab")
+    )
+    assert sorted(g["prefix_length"] for g in merged.provenance["grids"]) == [2, 2, 4, 4, 6, 6]
+    # a merged folder is itself a part: its parts carry over, a re-run point replaces the old
+    run_study(study, out=tmp_path / "c", progress=False, only={"prefix_length": 4})
+    again = merge_parts(study, [tmp_path / "merged", tmp_path / "c"], tmp_path / "again")
+    parts = again.provenance["parts"]
+    assert [[p["prefix_length"] for p in part["points"]] for part in parts] == [[2], [6], [4]]
+    assert len(again.table) == len(merged.table)
+
+
+def test_merge_parts_is_validated(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(
+        protocol, "run_experiment",
+        _stand_in({"prefix": 0.03, "prompt": 0.03}, {"prefix": 0, "prompt": 1},
+                  {"prefix": 0.5, "prompt": 0.5}),
+    )  # fmt: skip
+    study = SMALL.with_(axes={"prefix_length": (2, 4)})
+    run_study(study, out=tmp_path / "a", progress=False, only={"prefix_length": 2})
+    with pytest.raises(ValueError, match="non-empty list of folders"):
+        merge_parts(study, [], tmp_path / "out")
+    with pytest.raises(ValueError, match="is the output folder itself"):
+        merge_parts(study, [tmp_path / "a"], tmp_path / "a")
+    with pytest.raises(ValueError, match="another definition"):
+        merge_parts(study.with_(seeds=(0, 1, 2)), [tmp_path / "a"], tmp_path / "out")
+    with pytest.raises(ValueError, match="has no axes"):
+        merge_parts(SMALL, [tmp_path / "a"], tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="has no results"):
+        merge_parts(study, [tmp_path / "nothing"], tmp_path / "out")
+    with pytest.raises(SystemExit):
+        cli.main(["merge", "scale_axis", str(tmp_path / "nothing"), "--out", str(tmp_path)])
+    assert "has no results" in capsys.readouterr().err
+
+
 def test_point_differences_pair_axis_values_on_the_same_tables(monkeypatch, tmp_path):
     def run_experiment(config, **kwargs):  # slot errors fall with P: 3 at P=2, 1 at P=6
-        row, history, _ = _stand_in({"prefix": 0.03, "prompt": 0.03}, {"prefix": 0, "prompt": 0},
+        row, history, trained = _stand_in({"prefix": 0.03, "prompt": 0.03}, {"prefix": 0, "prompt": 0},
                                     {"prefix": 0.5, "prompt": 0.5})(config, **kwargs)  # fmt: skip
         for g in history.generations:
             g["missing"] = ["x"] * ((8 - config.prefix_length) // 2)
         row["run_id"] += f"-P{config.prefix_length}"  # one run id per length
-        return row, history, None
+        return row, history, trained
 
     monkeypatch.setattr(protocol, "run_experiment", run_experiment)
     study = SMALL.with_(axes={"prefix_length": (2, 4, 6)})
@@ -383,7 +471,16 @@ def test_files_hold_the_columns_and_the_provenance(small_results):
     assert info["wall_seconds"] > 0 and set(info["load_average"]) == {"start", "end"}
     assert info["study"] == SMALL.to_dict() and len(info["protocol_problems"]) == 5
     assert paths["tables"].stat().st_size < 100_000
-    assert set(small_results.tables) == set(seeds["run_id"])
+    # every run keeps its curves; stage-2 runs also their per-table statistics
+    assert set(small_results.tables) == set(small_results.table["run_id"])
+    for run_id, kinds in small_results.tables.items():
+        row = small_results.table.set_index("run_id").loc[run_id]
+        history_steps = int(row["steps_done"])
+        assert kinds["train_loss"].shape == (history_steps,)
+        assert kinds["val_curve"][0, 0] == 0 and kinds["val_curve"][-1, 1] == pytest.approx(
+            row["final_val_loss"], rel=1e-9
+        )
+        assert ("slots" in kinds) == (row["stage"] == "seeds")
     # no table text is committed, only digests of the table lists
     for path in (paths["csv"], paths["json"]):
         assert "name[" not in path.read_text()
@@ -425,6 +522,17 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
     assert "tolerance 0.01" in line
     same, texts = live_slice(small_results, arm="prefix", seed=1, samples=2, cache=True)
     assert same == line and len(texts) == 2 and {"mr", "text"} <= set(texts[0])
+    same, run = live_slice(small_results, arm="prefix", seed=1, samples=2, cache=True,
+                           history=True)  # fmt: skip
+    assert same == line and [g["text"] for g in run.generations] == [g["text"] for g in texts]
+    assert len(run.loss) == SMALL.overrides["steps"] and run.val_step[-1] == len(run.loss)
+    same, run = live_slice(small_results, arm="prefix", seed=1, history=True)  # trains only
+    assert same == line and len(run.loss) == SMALL.overrides["steps"] and not run.generations
+    same, again = live_slice(small_results, arm="prefix", seed=1, samples=2)  # trains, then writes
+    assert same == line and [g["text"] for g in again] == [g["text"] for g in texts]
+    assert again[0]["missing"] == texts[0]["missing"]
+    with pytest.raises(ValueError, match="history must be"):
+        live_slice(small_results, history="yes")
     with pytest.raises(ValueError, match="samples must be an int >= 0"):
         live_slice(small_results, samples=-1)
     for path in small_results.paths.values():
@@ -442,6 +550,47 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
         live_slice(small_results, arm="lora")
     with pytest.raises(ValueError, match="tolerance must be a positive number"):
         live_slice(small_results, tolerance=0)
+
+
+def test_live_slice_at_another_preset_checks_that_the_configuration_trains(
+    small_results, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "cache"))
+    # SMALL was run at "fast"; at "cpu" (with SMALL's 4 steps) no committed row can be matched
+    line = live_slice(small_results, arm="prefix", seed=1, preset="cpu")
+    assert line.startswith("live slice at the cpu preset trains the committed configuration")
+    assert "in 4 steps" in line and "reproducible only at the fast preset" in line
+    start, end = (float(x) for x in line.split("val loss ")[1].split(" in ")[0].split(" -> "))
+    assert end < start
+    again, run = live_slice(small_results, arm="prefix", seed=1, preset="cpu", history=True)
+    assert again == line and run.val_loss[-1] == pytest.approx(end, abs=1e-3)
+    same = live_slice(small_results, arm="prefix", seed=1, preset="fast")
+    assert same.startswith("live slice matches the committed rows")  # its own preset: compared
+    with pytest.raises(ValueError, match="preset must be one of"):
+        live_slice(small_results, preset="turbo")
+
+    def flat(config, **_):  # a run whose validation loss does not fall
+        history = History(val_step=[0, 4], val_loss=[2.0, 2.5])
+        return {"final_val_loss": 2.5, "steps_done": 4}, history, None
+
+    monkeypatch.setattr("prefixlab.studies.live.run_experiment", flat)
+    line = live_slice(small_results, arm="prefix", seed=1, preset="cpu")
+    assert line.startswith("live slice at the cpu preset does NOT train")
+
+
+def test_seed_table_one_value_per_run_equal_to_the_pooled_metric(small_results):
+    table = seed_table(small_results, "bleu")
+    seeds = small_results.stage("seeds")
+    assert list(table.columns) == ["arm", "seed", "value"] and len(table) == len(seeds)
+    for row in table.itertuples():
+        (run_id,) = seeds[(seeds.arm == row.arm) & (seeds.seed == row.seed)]["run_id"]
+        stats = small_results.tables[run_id]["bleu"].sum(axis=0)
+        assert row.value == pytest.approx(float(bleu_from_statistics(stats)))
+    loss = seed_table(small_results, "final_val_loss")
+    merged = loss.merge(seeds, on=["arm", "seed"])
+    assert merged.value.to_numpy() == pytest.approx(merged.final_val_loss.to_numpy(), abs=1e-6)
+    with pytest.raises(ValueError, match="metric must be one of"):
+        seed_table(small_results, "blue")
 
 
 # -- the command line --------------------------------------------------------------------------
@@ -484,7 +633,8 @@ def test_cli_list_and_show(small_results, monkeypatch, capsys):
     monkeypatch.setitem(registry.STUDIES, SMALL.name, SMALL)
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "prefix_vs_prompt: " in out and "small_check: " in out and "below the protocol" in out
+    assert "prefix_vs_prompt (30 runs, about " in out and "small_check (" in out
+    assert "below the protocol" in out and "CPU-hours): " in out
     folder = small_results.paths["csv"].parent
     assert cli.main(["show", "small_check", "--results", str(folder)]) == 0
     out = capsys.readouterr().out
@@ -494,7 +644,7 @@ def test_cli_list_and_show(small_results, monkeypatch, capsys):
 def test_module_entry_point_lists_the_studies():
     done = subprocess.run([sys.executable, "-m", "prefixlab.studies", "list"], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0 and done.stdout.startswith("prefix_vs_prompt: ")
+    assert done.returncode == 0 and done.stdout.startswith("prefix_vs_prompt (30 runs")
 
 
 def test_read_results_of_a_missing_study_says_how_to_make_it(tmp_path):

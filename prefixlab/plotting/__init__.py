@@ -26,7 +26,8 @@ The modules, one family of figures each:
 - theme.py        colours per method (METHOD_COLORS), STYLE_RC and `style()`, figure scaffolding
 - checks.py       input checks shared by every plot function
 - curves.py       loss curves, gradient norms, mean and spread over seeds
-- sweeps.py       a final metric against learning rate, prefix length or model size
+- sweeps.py       a final metric against learning rate, prefix length, model size or
+                  training-set size (with intervals), and the spread over seeds
 - bars.py         a metric per method, trainable-parameter counts, context budget
 - heatmaps.py     attention mass per layer and head, or per token (matplotlib)
 - interactive.py  the plotly figures and `setup_notebook()`
@@ -45,9 +46,17 @@ from .interactive import (
     attention_grid_plotly,
     attention_heatmap_plotly,
     loss_curves_plotly,
+    serving_plotly,
     setup_notebook,
 )
-from .sweeps import plot_estimates, plot_length_sweep, plot_lr_sweep, plot_scale_axis
+from .sweeps import (
+    plot_along_axis,
+    plot_estimates,
+    plot_length_sweep,
+    plot_lr_sweep,
+    plot_scale_axis,
+    plot_seed_spread,
+)
 from .theme import (
     EXTRA_COLORS,
     HEATMAP_CMAP,
@@ -74,8 +83,10 @@ __all__ = [
     "attention_grid_plotly",
     "attention_heatmap_plotly",
     "loss_curves_plotly",
+    "serving_plotly",
     "method_color",
     "method_label",
+    "plot_along_axis",
     "plot_attention_grid",
     "plot_attention_heatmap",
     "plot_context_budget",
@@ -88,6 +99,7 @@ __all__ = [
     "plot_metric_bars",
     "plot_parameter_counts",
     "plot_seed_bands",
+    "plot_seed_spread",
     "plot_token_attention",
     "setup_notebook",
     "style",

@@ -206,6 +206,61 @@ def loss_curves_plotly(
     return _plotly_layout(fig, title, height=420)
 
 
+def serving_plotly(rows, *, title: str | None = None):
+    """Per-user serving from the benchmark's rows: throughput and memory against N users.
+
+    Args:
+        rows: one mapping per user count with "users", "bank_rows_per_s", "copies_rows_per_s",
+            "bank_bytes", "copies_bytes" and "copies_measured" (benchmarks/serving.json's
+            "rows", written by benchmarks/sections/serving.py).
+    Returns:
+        plotly.graph_objects.Figure: two panels (rows/s, MiB of parameters held), both against
+        N on a log axis; one trace per way of serving; computed copies drawn as open markers.
+    """
+    keys = ("users", "bank_rows_per_s", "copies_rows_per_s", "bank_bytes", "copies_bytes")
+    if not isinstance(rows, (list, tuple)) or not rows:
+        raise ValueError("rows must be a non-empty list of dicts (serving.json's 'rows').")
+    missing = sorted({k for r in rows for k in (*keys, "copies_measured") if k not in r})
+    if missing:
+        raise ValueError(f"serving rows lack {missing}; pass benchmarks/serving.json's 'rows'.")
+    users = [int(r["users"]) for r in rows]
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("throughput (rows/s)", "parameters held (MiB)")
+    )
+    ways = (("one frozen model + a bank of N prefixes", "bank", "#0072B2"),
+            ("N fine-tuned copies", "copies", "#D55E00"))  # fmt: skip
+    for name, way, color in ways:
+        symbols = [
+            "circle" if way == "bank" or r["copies_measured"] else "circle-open" for r in rows
+        ]
+        for col, value, unit in ((1, "rows_per_s", "rows/s"), (2, "bytes", "MiB")):
+            y = [float(r[f"{way}_{value}"]) / (2**20 if value == "bytes" else 1) for r in rows]
+            how = [
+                "measured" if way == "bank" or r["copies_measured"] else "computed" for r in rows
+            ]
+            fig.add_trace(
+                go.Scatter(
+                    x=users,
+                    y=_json_list(np.array(y)),
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=way,
+                    showlegend=col == 1,
+                    line={"color": color, "width": 2},
+                    marker={"color": color, "size": 9, "symbol": symbols},
+                    customdata=how,
+                    hovertemplate=f"{name}<br>N %{{x}}<br>%{{y:.4g}} {unit} (%{{customdata}})"
+                    "<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
+    fig.update_xaxes(type="log", title_text="users N")
+    fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    return _plotly_layout(fig, title, height=400)
+
+
 def setup_notebook(renderer: str | None = None) -> str:
     """Choose how plotly figures are shown, once per notebook; returns the renderer's name.
 

@@ -237,3 +237,134 @@ def plot_estimates(df: pd.DataFrame, *, title: str, reference: float | None = No
             ax.grid(axis="y", visible=False)
         _suptitle(fig, title)
     return fig
+
+
+def _axis_ticks(ax, values: np.ndarray, log: bool | None) -> None:
+    """The axis values as ticks; a log scale when asked, or (log=None) when they span 8x."""
+    ticks = np.unique(values)
+    if log or (log is None and ticks.min() > 0 and ticks.max() / ticks.min() >= 8):
+        ax.set_xscale("log")
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+
+
+def _dodge(ax, n_hues: int, i: int, x: np.ndarray) -> np.ndarray:
+    """x moved sideways for hue i of n, so that intervals at one x do not hide each other (a
+    factor on a log axis, an offset on a linear one)."""
+    if n_hues < 2:
+        return x
+    shift = (i - (n_hues - 1) / 2) * 0.035
+    if ax.get_xscale() == "log":
+        return x * 10**shift
+    span = np.ptp(x) if len(x) > 1 and np.ptp(x) > 0 else 1.0
+    return x + shift * span
+
+
+def plot_along_axis(
+    df: pd.DataFrame,
+    axis: str,
+    *,
+    title: str,
+    hue: str = "arm",
+    reference: float | None = None,
+    log: bool | None = None,
+    xlabel: str | None = None,
+) -> Figure:
+    """Estimates with their intervals against a study axis (training-set size, prefix length),
+    one line per `hue` and one panel per metric: a learning curve with error bars.
+
+    Args:
+        df: columns metric, `axis`, `hue`, estimate, low, high; one row per (metric, axis
+            value, hue), e.g. the "estimate" rows of `prefixlab.studies.verdict_table` for a
+            study with that axis, or its "difference" rows with a label column "A - B" (then
+            pass hue="label" and reference=0). Rows with a NaN estimate are skipped.
+        axis: the column on the x axis (positive numbers, e.g. "n_train_mrs").
+        reference: a horizontal line at this value in every panel (0 for differences).
+        log: log x axis (None: when the values span at least 8x).
+    Returns:
+        Figure with one Axes per metric; points of different hues are moved a little sideways
+        so that their intervals stay visible.
+    """
+    _check_frame(df, ["metric", axis, hue, "estimate", "low", "high"])
+    values = pd.to_numeric(df[axis], errors="coerce").to_numpy(float)
+    if not (np.isfinite(values) & (values > 0)).all():
+        raise ValueError(f"Column {axis!r} must hold positive numbers (the axis values).")
+    metrics = list(pd.unique(df["metric"]))
+    hues = list(pd.unique(df[hue]))
+    styles = _line_styles(hues)  # "A - B" labels name no method: one colour each
+    with style():
+        fig, axes = _subplots(1, len(metrics), figsize=(4.4 * len(metrics) + 1.8, 3.9))
+        for ax, name in zip(axes[0], metrics, strict=True):
+            _axis_ticks(ax, values, log)
+            if reference is not None:
+                ax.axhline(reference, color=NEUTRAL_COLOR, lw=1.0, zorder=1)
+            handles = []
+            for i, group in enumerate(hues):
+                rows = df[(df["metric"] == name) & (df[hue] == group)].copy()
+                rows["_x"] = pd.to_numeric(rows[axis]).astype(float)
+                rows = rows[np.isfinite(rows["estimate"].to_numpy(float))].sort_values("_x")
+                color, ls, _ = styles[group]
+                handles.append(Line2D([], [], color=color, ls=ls, marker="o", ms=5,
+                                      label=str(group)))  # fmt: skip
+                if rows.empty:
+                    continue
+                x = _dodge(ax, len(hues), i, rows["_x"].to_numpy(float))
+                y = rows["estimate"].to_numpy(float)
+                err = [y - rows["low"].to_numpy(float), rows["high"].to_numpy(float) - y]
+                ax.errorbar(x, y, yerr=err, color=color, ls=ls, marker="o", ms=5, capsize=3,
+                            elinewidth=1.2, zorder=3)  # fmt: skip
+            ax.set(xlabel=xlabel or axis.replace("_", " "), ylabel=name.replace("_", " "))
+        _legend(axes[0, -1], handles)
+        _suptitle(fig, title)
+    return fig
+
+
+def plot_seed_spread(
+    df: pd.DataFrame, axis: str, *, title: str, ylabel: str = "value", xlabel: str | None = None
+) -> Figure:
+    """One dot per seed, grouped by an axis value and coloured by arm, with each group's mean
+    and standard deviation over seeds beside the dots: how far seeds land apart.
+
+    Args:
+        df: columns `axis`, arm, value (and optionally seed); one row per run, e.g.
+            `prefixlab.studies.seed_table(...)`.
+        axis: the grouping column (e.g. "n_train_mrs"), one group of arms per value.
+    Returns:
+        Figure with one Axes: per axis value a block of arms; each arm's seeds as dots and a
+        bar for mean +- one standard deviation.
+    """
+    _check_frame(df, [axis, "arm", "value"])
+    groups = list(pd.unique(df[axis]))
+    arms = list(pd.unique(df["arm"]))
+    styles = _line_styles(arms)
+    width = len(arms) + 1
+    with style():
+        fig, axes = _subplots(figsize=(1.1 * width * len(groups) + 2.4, 3.9))
+        ax = axes[0, 0]
+        for g, group in enumerate(groups):
+            for a, arm in enumerate(arms):
+                values = df[(df[axis] == group) & (df["arm"] == arm)]["value"].to_numpy(float)
+                values = values[np.isfinite(values)]
+                if not len(values):
+                    continue
+                x = g * width + a
+                color = styles[arm][0]
+                jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
+                ax.scatter(x - 0.15 + np.asarray(jitter), values, s=22, color=color, alpha=0.7,
+                           lw=0, zorder=3)  # fmt: skip
+                if len(values) > 1:
+                    mean, sd = values.mean(), values.std(ddof=1)
+                    ax.errorbar([x + 0.2], [mean], yerr=[sd], fmt="s", color=color, ms=5,
+                                capsize=3, elinewidth=1.4, zorder=3)  # fmt: skip
+        centres = [g * width + (len(arms) - 1) / 2 for g in range(len(groups))]
+        ax.set_xticks(centres, [str(g) for g in groups])
+        ax.set_xlabel(xlabel or axis.replace("_", " "))
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="x", visible=False)
+        handles = [Line2D([], [], color=styles[a][0], ls="none", marker="o", ms=6, label=a)
+                   for a in arms]  # fmt: skip
+        handles.append(Line2D([], [], color="#333333", ls="none", marker="s", ms=5,
+                              label="mean ± SD over seeds"))  # fmt: skip
+        _legend(ax, handles)
+        _suptitle(fig, title)
+    return fig

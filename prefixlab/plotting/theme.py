@@ -17,9 +17,10 @@ METHOD_COLORS: dict[str, str] = {m.name: m.color for m in METHOD_TABLE}
 METHOD_LABELS: dict[str, str] = {m.name: m.short_label for m in METHOD_TABLE}
 
 NEUTRAL_COLOR = "#9e9e9e"  # method_color() of a name that is not a method
-# Labels that name no method ("P=5", "seed 0") take these in order: Okabe-Ito orange, then
-# colour-blind-safe colours from Paul Tol's palettes that no method uses.
-EXTRA_COLORS = ("#e69f00", "#882255", "#44aa99", "#332288", "#999933", "#aa4499", "#000000")
+# Labels that name no method ("P=5", "seed 0") take these in order: colour-blind-safe colours
+# from Paul Tol's palettes that no method uses (tests/test_plotting.py checks that they stay
+# apart from METHOD_COLORS when a method is added).
+EXTRA_COLORS = ("#882255", "#44aa99", "#999933", "#aa4499", "#ddcc77", "#000000")
 LINE_STYLES = ("-", "--", ":", "-.")  # several curves of one method: same colour, new style
 HEATMAP_CMAP = "Blues"  # same scale name in matplotlib and plotly
 MASS_LABEL = "attention mass on prefix"

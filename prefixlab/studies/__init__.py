@@ -3,26 +3,47 @@ results, and the verdicts computed from them.
 
 - `definition`: `Study` (arms, learning-rate grid per arm, seeds, evaluation tables, axes)
   and `Arm`; the grid rule "a best rate on the edge adds one rate beyond it".
-- `registry`: the studies by name (`get_study`, `study_names`); `prefix_vs_prompt`, `reference_points`, `scale_axis`.
+- `registry`: the studies by name (`get_study`, `study_names`); `prefix_vs_prompt`,
+  `reference_points`, `scale_axis`, `prefix_length`; notebook 07's `low_data`,
+  `init_low_data`, `extrapolation`, `table5`; `hybrid` (prefix + LoRA, issue #22); with
+  `CPU_ESTIMATES` and `not_run_line`.
 - `protocol`: `run_study`: stage 1 tunes each arm's rate on validation loss, stage 2 runs the
-  seeds at the best rate and generates for the evaluation tables.
+  seeds at the best rate and generates for the evaluation tables; `merge_parts` joins parts
+  run apart (`only=` into other folders, side by side or on other machines).
 - `results`: the files (`results/<name>.csv`, `.json` with provenance, `.tables.npz` with
-  per-table statistics), `read_results`, `combine_results` (several studies read as one).
+  per-table statistics, `.adapters.safetensors` with the stage-2 runs' trained adapters),
+  `read_results`, `combine_results` (several studies read as one).
 - `analysis`: `verdict_table` (estimates with intervals, paired differences with verdicts)
-  `sweep_table` (the learning-rate sweep) and `point_differences` (one axis value
-  against another, per arm, paired on the same tables).
-- `live`: `live_slice`, one committed run retrained and compared.
+  `sweep_table` (the learning-rate sweep), `point_differences` (one axis value
+  against another, per arm, paired on the same tables) and `seed_table` (one value per
+  seed, for the seed-to-seed spread).
+- `live`: `live_slice`, one committed run retrained and compared (or, at another preset,
+  checked to train); `committed_run`, the row and RunConfig of one committed run.
+- `adapters`: `load_adapter` / `start_adapter`, a committed stage-2 run's AdaptedModel as it
+  ended / as it started; `attach_adapters`, the adapters file made from a run cache for
+  results written before studies kept their adapters.
+- `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
+  disagree / mixed / not resolved), computed from the committed files.
 
-Command line: `python -m prefixlab.studies list | run <name> | show <name>`.
+Command line: `python -m prefixlab.studies list | run <name> | merge <name> <folders> | show <name>`.
 """
 
-from prefixlab.studies.analysis import METRICS, point_differences, sweep_table, verdict_table
+from prefixlab.studies.adapters import attach_adapters, load_adapter, start_adapter
+from prefixlab.studies.analysis import (
+    METRICS,
+    point_differences,
+    seed_table,
+    sweep_table,
+    verdict_table,
+)
+from prefixlab.studies.claims import CLAIMS, claims_table
 from prefixlab.studies.definition import Arm, Study
-from prefixlab.studies.live import live_slice
-from prefixlab.studies.protocol import run_study
+from prefixlab.studies.live import committed_run, live_slice
+from prefixlab.studies.protocol import merge_parts, run_study
 from prefixlab.studies.registry import get_study, register, study_names
 from prefixlab.studies.results import (
     CSV_COLUMNS,
+    MAX_ADAPTER_PARAMETERS,
     PROVENANCE_KEYS,
     StudyResults,
     combine_results,
@@ -33,21 +54,30 @@ from prefixlab.studies.results import (
 )
 
 __all__ = [
+    "CLAIMS",
     "CSV_COLUMNS",
+    "MAX_ADAPTER_PARAMETERS",
     "METRICS",
     "PROVENANCE_KEYS",
     "Arm",
     "Study",
     "StudyResults",
+    "attach_adapters",
+    "claims_table",
     "combine_results",
+    "committed_run",
     "get_study",
     "live_slice",
+    "load_adapter",
+    "merge_parts",
     "point_differences",
     "read_results",
     "register",
     "result_paths",
     "results_dir",
     "run_study",
+    "seed_table",
+    "start_adapter",
     "study_names",
     "sweep_table",
     "table_statistics",

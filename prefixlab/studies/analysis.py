@@ -56,8 +56,21 @@ METRICS = {
         Metric("bleu", "bleu", "eval_tables_digest", bleu_from_statistics, False),
         Metric("slot_error_rate", "slots", "eval_tables_digest", _slot_rate, True),
         Metric("table_gain", "losses", "val_tables_digest", _gain, False),
+        # slot errors on held-out values only (extrapolation; runs with RunConfig.held_out)
+        Metric("held_out_slot_error_rate", "held_out", "eval_tables_digest", _slot_rate, True),
     )
 }
+HELD_OUT_METRICS = ("held_out_slot_error_rate",)
+
+
+def default_metrics(study) -> tuple[str, ...]:
+    """The metrics a study's tables report: all of `METRICS`, the held-out ones only when
+    some run of the study holds slot values out."""
+    configs = [study.overrides, *(a.config for a in study.arms)]
+    holds = any(c.get("held_out") for c in configs) or any(study.axes.get("held_out", ()))
+    return tuple(m for m in METRICS if holds or m not in HELD_OUT_METRICS)
+
+
 COLUMNS = ("metric", "kind", "arm", "versus", "lr", "estimate", "low", "high", "seeds",
            "tables", "verdict", "interval")  # fmt: skip
 
@@ -110,7 +123,8 @@ def verdict_table(
         study: a study name or Study, or StudyResults already read (`read_results`).
         folder: where its files are (default `results.results_dir()`).
         pairs: (A, B) arm labels to compare (default: the study's `pairs`).
-        metrics: names in `METRICS` (default: all four).
+        metrics: names in `METRICS` (default: `default_metrics`, the four, plus the held-out
+            slot error rate when the study holds values out).
         n_resamples, confidence, seed: for `prefixlab.stats.bootstrap`.
     Returns:
         DataFrame: the axis columns of the study, then `COLUMNS`. kind "estimate": one arm's
@@ -128,7 +142,7 @@ def verdict_table(
             raise ValueError(f"Each pair is (arm A, arm B), got {pair!r}.")
         for label in pair:
             require_choice("each arm of pairs", label, labels)
-    metrics = tuple(METRICS) if metrics is None else tuple(metrics)
+    metrics = default_metrics(definition) if metrics is None else tuple(metrics)
     for name in metrics:
         require_choice("each of metrics", name, tuple(METRICS))
     options = dict(n_resamples=n_resamples, confidence=confidence, seed=seed)
@@ -230,7 +244,7 @@ def point_differences(
         raise ValueError(
             f"versus={versus!r} is not on the axis {axis!r}; its values: {', '.join(values)}."
         )
-    metrics = tuple(METRICS) if metrics is None else tuple(metrics)
+    metrics = default_metrics(definition) if metrics is None else tuple(metrics)
     for name in metrics:
         require_choice("each of metrics", name, tuple(METRICS))
     options = dict(n_resamples=n_resamples, confidence=confidence, seed=seed)
@@ -265,3 +279,29 @@ def point_differences(
                             "tables": other.shape[1], "verdict": text})  # fmt: skip
     return pd.DataFrame(out, columns=[axis, "versus", "metric", "arm", "estimate", "low", "high",
                                       "seeds", "tables", "verdict"])  # fmt: skip
+
+
+def seed_table(study, metric: str, folder=None) -> pd.DataFrame:
+    """One value of `metric` per stage-2 run: per axis point, arm and seed (the seed-to-seed
+    spread that the intervals of `verdict_table` pool with the tables).
+
+    Args:
+        study: a study name or Study, or StudyResults already read.
+        metric: a name in `METRICS` (computed from the run's per-table statistics).
+    Returns:
+        DataFrame: the study's axis columns, then arm, seed, value; runs without the metric's
+        tables are left out.
+    """
+    require_choice("metric", metric, tuple(METRICS))
+    results = study if isinstance(study, StudyResults) else read_results(study, folder)
+    m = METRICS[metric]
+    axes = list(results.study.axes)
+    out = []
+    for _, row in results.stage("seeds").iterrows():
+        array = results.tables.get(row["run_id"], {}).get(m.kind)
+        if array is None or not len(array) or not np.isfinite(array).all():
+            continue
+        value = float(m.fn(np.asarray(array, dtype=float).sum(axis=0)))
+        out.append({**{a: row[a] for a in axes}, "arm": row["arm"], "seed": int(row["seed"]),
+                    "value": value})  # fmt: skip
+    return pd.DataFrame(out, columns=[*axes, "arm", "seed", "value"])

@@ -6,7 +6,7 @@
                                     [--only AXIS=VALUE]
     python -m prefixlab.studies show prefix_vs_prompt [--results results/]
 
-`run` writes results/<name>.csv, .json and .tables.npz; `show` prints the verdict table of the
+`run` writes results/<name>.csv, .json, .tables.npz and .adapters.safetensors; `show` prints the verdict table of the
 committed files.
 """
 
@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="append", default=None, metavar="AXIS=VALUE[,VALUE]",
                      help="run only these axis points and merge them into the results already "
                      "in --out (repeatable), e.g. --only model=mini")  # fmt: skip
+    merge = sub.add_parser("merge", help="merge parts run into other folders (run --only ... "
+                           "--out DIR) into the study's results")  # fmt: skip
+    merge.add_argument("name", help="a registered study (see `list`)")
+    merge.add_argument("parts", nargs="+", help="folders holding parts of the study")
+    merge.add_argument("--out", default=None, help="folder to merge into (default: results/)")
     show = sub.add_parser("show", help="print the verdict table of a study's committed results")
     show.add_argument("name", help="a registered study (see `list`)")
     show.add_argument("--results", default=None, help="folder of the files (default: results/)")
@@ -75,10 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     from prefixlab.studies.registry import STUDIES, get_study
 
     if args.command == "list":
+        from prefixlab.studies.registry import cpu_estimate
+
         for study in STUDIES.values():
             problems = study.protocol_problems()
             note = f"  [below the protocol: {'; '.join(problems)}]" if problems else ""
-            print(f"{study.name}: {study.description}{note}")
+            cost = cpu_estimate(study)
+            print(f"{study.name} ({cost['runs']} runs, about {cost['hours']:g} CPU-hours): "
+                  f"{study.description}{note}")  # fmt: skip
         return 0
     try:
         study = get_study(args.name)
@@ -98,6 +107,18 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 table.drop(columns="interval").to_string(index=False, float_format="{:.4g}".format)
             )
+        return 0
+    if args.command == "merge":
+        from prefixlab.studies.protocol import merge_parts
+
+        parts = [_folder(parser, "a part", value) for value in args.parts]
+        try:
+            results = merge_parts(study, parts, _folder(parser, "--out", args.out))
+        except (ValueError, FileNotFoundError) as err:
+            parser.error(str(err))
+        info = results.provenance
+        print(f"{study.name}: {info['runs']} runs from {len(info.get('parts', [1]))} parts; "
+              f"wrote {', '.join(str(p) for p in results.paths.values())}")  # fmt: skip
         return 0
     # run
     if args.preset is not None and args.preset not in PRESETS:

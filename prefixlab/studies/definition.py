@@ -282,6 +282,45 @@ class Study:
             )
         return problems
 
+    def describe(self) -> str:
+        """The design in a few lines, read from the definition (what a notebook prints under
+        "how our study tests it"): arms, axes, rate grids, seeds, tables, budget, pairs."""
+        base = self.base_config()
+
+        def settings(config: Mapping) -> str:
+            return ", ".join(f"{k}={v}" for k, v in config.items())
+
+        arms = "; ".join(
+            a.label + (f" ({a.method}" + (f", {settings(a.config)}" if a.config else "") + ")"
+                       if a.label != a.method or a.config else "")
+            for a in self.arms
+        )  # fmt: skip
+        lines = [self.description] if self.description else []
+        lines.append(f"arms: {arms}")
+        for name, values in self.axes.items():
+            lines.append(
+                f"axis {name}: {', '.join(map(str, values))} (each value tuned on its own)"
+            )
+        seeds = ", ".join(map(str, self.tuning_seeds))
+        lines.append(
+            f"rates: {self.n_rates} per arm, log-spaced from 1/{self.lr_span:g}x to "
+            f"{self.lr_span:g}x the method's default (a best rate on an edge adds one beyond "
+            f"it, up to {self.max_extensions} times), chosen on validation loss at seed {seeds}"
+        )
+        val = "all" if base.n_val_mrs is None else base.n_val_mrs
+        lines.append(
+            f"at the best rate: seeds {', '.join(map(str, self.seeds))}, each generating for "
+            f"{self.n_eval_tables} {self.eval_split} tables; validation loss on {val} tables"
+        )
+        lines.append(
+            f"budget: preset {self.preset!r}, {base.train.steps} steps of batch "
+            f"{base.train.batch_size}" + (f"; overrides {settings(self.overrides)}"
+                                           if self.overrides else "")
+        )  # fmt: skip
+        if self.pairs:
+            lines.append("paired differences: " + ", ".join(f"{a} - {b}" for a, b in self.pairs))
+        return "\n".join(lines)
+
     def with_(self, **changes) -> Study:
         """A copy with fields changed (validated again), e.g. a small version for a test."""
         valid = [f.name for f in fields(self)]

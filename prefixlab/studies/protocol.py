@@ -11,7 +11,8 @@ For every axis point and arm:
    `max_extensions` times).
 2. **seeds**: train every seed at the best rate and generate for `n_eval_tables` held-out
    tables of `eval_split`; their per-table statistics (`results.table_statistics`) go to the
-   tables file.
+   tables file, and their trained parameters (when at most `MAX_ADAPTER_PARAMETERS`) to the
+   adapters file (`prefixlab.studies.adapters` rebuilds the trained models from it).
 
 Runs go through `runs.run_experiment`, so they are cached: an interrupted study resumes where
 it stopped. The files are written only when every run finished (`results.write_results`).
@@ -29,44 +30,49 @@ import pandas as pd
 
 from prefixlab._validate import require_bool, require_choice
 from prefixlab.config import PRESETS, RunConfig
-from prefixlab.e2e import load_e2e
-from prefixlab.runs import run_experiment
+from prefixlab.run_cache import read_trained, run_key, trainable_state
+from prefixlab.runs import data_pool, run_data, run_experiment
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.registry import get_study
 from prefixlab.studies.results import (
     CSV_COLUMNS,
+    MAX_ADAPTER_PARAMETERS,
     StudyResults,
     load_average,
     provenance,
     read_results,
+    result_paths,
+    run_curves,
     table_statistics,
     tables_digest,
     write_results,
 )
 
-_TRAIN_MRS: dict = {}  # data source -> number of training MRs
-
 
 def _n_train_mrs(config: RunConfig) -> int:
-    """The training MRs a run used (n_train_mrs, or every MR of the train split)."""
-    if config.n_train_mrs is not None:
-        return config.n_train_mrs
-    if config.data not in _TRAIN_MRS:
-        _TRAIN_MRS[config.data] = len(load_e2e(config.data, "train").mrs)
-    return _TRAIN_MRS[config.data]
+    """The training MRs a run used (n_train_mrs, or every MR of the train split that the
+    held-out filter keeps)."""
+    return len(run_data(config, "train").mrs)
 
 
 def check_eval_tables(study: Study, base: RunConfig) -> None:
-    """Fail before any training when an eval split holds fewer MRs than `n_eval_tables`."""
+    """Fail before any training when an eval split holds fewer MRs than `n_eval_tables` (after
+    the held-out filter, for runs that hold values out)."""
+    seen = set()
     for point in study.points():
-        config = base.with_(**point)
-        held = len(load_e2e(config.data, study.eval_split).mrs)
-        if held < study.n_eval_tables:
-            raise ValueError(
-                f"Study {study.name!r} asks for {study.n_eval_tables} eval tables, but the "
-                f"{study.eval_split} split of {config.data!r} holds {held} MRs; lower "
-                "n_eval_tables or use a larger split."
-            )
+        for arm in study.arms:
+            config = study.run_config(base, arm.label, point, lr=None, seed=0, evaluate=True)
+            if (config.data, config.held_out) in seen:
+                continue
+            seen.add((config.data, config.held_out))
+            held = len(data_pool(config, study.eval_split, "eval_mrs").mrs)
+            if held < study.n_eval_tables:
+                where = f" using {', '.join(config.held_out)}" if config.held_out else ""
+                raise ValueError(
+                    f"Study {study.name!r} asks for {study.n_eval_tables} eval tables, but the "
+                    f"{study.eval_split} split of {config.data!r} holds {held} MRs{where}; lower "
+                    "n_eval_tables or use a larger split."
+                )
 
 
 def _last_val_drop(history) -> float:
@@ -94,6 +100,7 @@ def _record(stage: str, arm: Arm, point: Mapping, config: RunConfig, row: dict,
         "last_val_drop": _last_val_drop(history),
         "bleu": row.get("bleu", math.nan),
         "slot_error_rate": row.get("slot_error_rate", math.nan),
+        "held_out_slot_error_rate": row.get("held_out_slot_error_rate", math.nan),
         "table_gain": row.get("table_gain", math.nan),
         "loss_right_mr": row.get("loss_right_mr", math.nan),
         "loss_wrong_mr": row.get("loss_wrong_mr", math.nan),
@@ -124,6 +131,8 @@ class _Runner:
         self.records: list[dict] = []
         self.tables: dict = {}
         self.grids: list[dict] = []
+        self.adapters: dict = {}  # run_id -> {parameter name: tensor}, stage 2 only
+        self.skipped: list[dict] = []  # stage-2 runs whose parameters were too many to keep
 
     def log(self, message: str) -> None:
         if self.progress:
@@ -133,8 +142,9 @@ class _Runner:
         config = self.study.run_config(self.base, arm.label, point, lr=lr, seed=seed,
                                        evaluate=stage == "seeds")  # fmt: skip
         started = time.monotonic()
-        row, history, _ = run_experiment(config, cache=self.cache, progress=False,
-                                         return_model=False)  # fmt: skip
+        keep = stage == "seeds"  # without the cache the trained model is only here
+        row, history, adapted = run_experiment(config, cache=self.cache, progress=False,
+                                               return_model=keep and not self.cache)  # fmt: skip
         took = time.monotonic() - started
         if history.stopped_reason == "interrupted":
             raise KeyboardInterrupt(
@@ -143,8 +153,11 @@ class _Runner:
             )
         record = _record(stage, arm, point, config, row, history, chosen=chosen)
         self.records.append(record)
+        self.tables[row["run_id"]] = run_curves(history)  # every run: its curves
         if keep_tables:
-            self.tables[row["run_id"]] = table_statistics(history)
+            self.tables[row["run_id"]].update(table_statistics(history))
+        if keep:
+            self.keep_adapter(config, record, adapted)
         where = " ".join(f"{k}={v}" for k, v in point.items())
         self.log(
             f"[{stage}] {where + ' ' if where else ''}{arm.label} lr={lr} seed={seed}: "
@@ -154,6 +167,22 @@ class _Runner:
             + (" (cached)" if row["cached"] else f" ({took:.0f} s)")
         )  # fmt: skip
         return record
+
+    def keep_adapter(self, config: RunConfig, record: dict, adapted) -> None:
+        """Keep a stage-2 run's trained parameters, or note that there were too many."""
+        n = int(record["trainable_params"])
+        if n == 0:  # "none" trains nothing
+            return
+        if n > MAX_ADAPTER_PARAMETERS:
+            self.skipped.append({"run_id": record["run_id"], "arm": record["arm"],
+                                 "trainable_params": n})  # fmt: skip
+            return
+        state = trainable_state(adapted) if adapted is not None else read_trained(run_key(config))
+        if state is None:  # the cache kept no weights: rebuilt, or trained again
+            _, _, adapted = run_experiment(config, cache=self.cache, progress=False,
+                                           return_model=True)  # fmt: skip
+            state = trainable_state(adapted)
+        self.adapters[record["run_id"]] = state
 
     def tune(self, arm: Arm, point: Mapping) -> float | None:
         """Stage 1 for one arm at one point: the best rate (None when every rate failed)."""
@@ -256,12 +285,38 @@ def run_study(
         protocol_problems=problems,
         grids=runner.grids,
     )
+    adapters, skipped = runner.adapters, runner.skipped
     if previous is not None:
         table, tables, info = _merge(study, previous, points, table, runner.tables, info)
+        adapters, skipped = _merge_adapters(previous, set(table["run_id"]), adapters, skipped)
     else:
         tables = runner.tables
-    write_results(study, table, tables, info, out)
+    info["adapters"] = adapters_summary(
+        study.name, adapters, skipped,
+        made="run_study: each stage-2 run's trained parameters, kept as the run ended",
+    )  # fmt: skip
+    write_results(study, table, tables, info, out, adapters)
     return read_results(study.name, out)
+
+
+def _merge_adapters(previous: StudyResults, kept: set, adapters: Mapping, skipped: list[dict]):
+    """(adapters, skipped) of `previous` for the runs still `kept`, joined by a part's own."""
+    merged = {**{k: v for k, v in previous.adapters.items() if k in kept}, **adapters}
+    old = (previous.provenance.get("adapters") or {}).get("skipped", [])
+    done = {s["run_id"] for s in skipped}
+    return merged, [s for s in old if s["run_id"] in kept and s["run_id"] not in done] + skipped
+
+
+def adapters_summary(name: str, adapters: Mapping, skipped: list[dict], *, made: str) -> dict:
+    """The JSON's "adapters" entry: the file, the size limit, how many runs it holds, which
+    stage-2 runs were left out for training more values than that, and how it was made."""
+    return {
+        "file": f"{name}.adapters.safetensors" if adapters else None,
+        "max_parameters_per_run": MAX_ADAPTER_PARAMETERS,
+        "runs": len(adapters),
+        "skipped": list(skipped),
+        "made": made,
+    }
 
 
 def select_points(study: Study, only: Mapping | None) -> list[dict]:
@@ -303,6 +358,14 @@ def _previous_parts(study: Study, out):
         previous = read_results(study.name, out)
     except FileNotFoundError:
         return None
+    _check_definition(study, previous, "run the whole study (leave out `only`) or write to "
+                      "another folder")  # fmt: skip
+    return previous
+
+
+def _check_definition(study: Study, previous: StudyResults, fix: str) -> None:
+    """An error (ending with `fix`) when `previous` was made by another definition of `study`
+    (fewer axis values are fine: parts still to run)."""
     before, now = previous.study.to_dict(), study.to_dict()
     axes_before, axes_now = before.pop("axes"), now.pop("axes")
     same_axes = list(axes_before) == list(axes_now) and all(
@@ -311,10 +374,8 @@ def _previous_parts(study: Study, out):
     if before != now or not same_axes:
         raise ValueError(
             f"The results of {study.name!r} in {previous.paths['csv'].parent} were made by "
-            "another definition of the study, so a part cannot join them; run the whole study "
-            "(leave out `only`) or write to another folder."
+            f"another definition of the study, so a part cannot join them; {fix}."
         )
-    return previous
 
 
 def _merge(study: Study, previous: StudyResults, points, table, tables, info):
@@ -332,25 +393,29 @@ def _merge(study: Study, previous: StudyResults, points, table, tables, info):
     ].reset_index(drop=True)  # fmt: skip
     merged_tables = {k: v for k, v in previous.tables.items() if k in set(kept["run_id"])}
     merged_tables.update(tables)
-    old_info = {k: v for k, v in previous.provenance.items() if k != "study"}
+    old_info = {k: v for k, v in previous.provenance.items() if k not in ("study", "adapters")}
     parts = old_info.pop("parts", None) or [old_info]
     for part in parts:  # a part re-run replaces the old one's points
         part["points"] = [p for p in part.get("points", _points_of(old, axes)) if
                           tuple(str(p[a]) for a in axes) not in ran]  # fmt: skip
     parts = [p for p in parts if p["points"]]
     parts.append({**info, "points": points})
+    merged = {
+        **info,
+        "runs": len(merged_table),
+        "cached_runs": int(merged_table["cached"].astype(bool).sum()),
+        **_parts_summary(parts, axes),
+    }
+    return merged_table, merged_tables, merged
+
+
+def _parts_summary(parts: list[dict], axes) -> dict:
+    """The JSON keys that sum up a list of parts: their wall time, the rate grids of the points
+    each part still holds, and the parts themselves."""
     grids = [g for part in parts for g in part.get("grids", [])
              if tuple(str(g[a]) for a in axes) in {tuple(str(p[a]) for a in axes)
                                                    for p in part["points"]}]  # fmt: skip
-    merged = {
-        **info,
-        "wall_seconds": sum(p["wall_seconds"] for p in parts),
-        "runs": len(merged_table),
-        "cached_runs": int(merged_table["cached"].astype(bool).sum()),
-        "grids": grids,
-        "parts": parts,
-    }
-    return merged_table, merged_tables, merged
+    return {"wall_seconds": sum(p["wall_seconds"] for p in parts), "grids": grids, "parts": parts}
 
 
 def _points_of(table: pd.DataFrame, axes) -> list[dict]:
@@ -359,3 +424,57 @@ def _points_of(table: pd.DataFrame, axes) -> list[dict]:
     for _, row in table[axes].drop_duplicates().iterrows():
         seen.append({a: row[a] for a in axes})
     return seen
+
+
+def merge_parts(study, sources, out=None) -> StudyResults:
+    """Merge parts of a study run apart (side by side, or on other machines) into `out`.
+
+    Each source folder holds the study's three files as `run_study(..., only=..., out=source)`
+    wrote them; they join the results already in `out` (if any) one after the other, like a
+    part run with `only` straight into `out`: a point present in several places keeps the
+    last source's rows, and the JSON lists every part with its own commit and wall time.
+
+        run_study("prefix_length", only={"prefix_length": [1, 4]}, out="parts/a")   # process 1
+        run_study("prefix_length", only={"prefix_length": [10, 40]}, out="parts/b") # process 2
+        merge_parts("prefix_length", ["parts/a", "parts/b"])                        # results/
+
+    Raises:
+        ValueError: for an empty `sources`, a source that is `out` itself, or a part made by
+            another definition of the study.
+        FileNotFoundError: for a source without the study's files.
+    """
+    study = get_study(study)
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    if not isinstance(sources, (list, tuple)) or not sources:
+        raise ValueError(f"sources must be a non-empty list of folders, got {sources!r}.")
+    if not study.axes:
+        raise ValueError(f"Study {study.name!r} has no axes, so it has no parts to merge; run "
+                         "it whole.")  # fmt: skip
+    target = result_paths(study.name, out)["csv"].parent.resolve()
+    parts = [read_results(study.name, source) for source in sources]
+    for source, part in zip(sources, parts, strict=True):
+        if part.paths["csv"].parent.resolve() == target:
+            raise ValueError(f"{source} is the output folder itself; merge parts from other "
+                             "folders into it.")  # fmt: skip
+        _check_definition(study, part, "merge only parts of this definition (or run them again)")
+    axes = list(study.axes)
+    for part in parts:
+        previous = _previous_parts(study, out)
+        info = {k: v for k, v in part.provenance.items() if k != "study"}
+        if previous is None:
+            write_results(study, part.table, part.tables, info, out, part.adapters)
+            continue
+        kept_info = info.pop("adapters", None) or {}  # parts written before adapters: none
+        inner = info.pop("parts", None)  # a source that is itself merged keeps its parts
+        points = _points_of(part.table, axes)
+        table, tables, merged = _merge(study, previous, points, part.table, part.tables, info)
+        if inner:
+            merged.update(_parts_summary([*merged["parts"][:-1], *inner], axes))
+        adapters, skipped = _merge_adapters(previous, set(table["run_id"]), part.adapters,
+                                            kept_info.get("skipped", []))  # fmt: skip
+        if adapters or "adapters" in previous.provenance or kept_info:
+            made = kept_info.get("made") or (previous.provenance.get("adapters") or {}).get("made")
+            merged["adapters"] = adapters_summary(study.name, adapters, skipped, made=made)
+        write_results(study, table, tables, merged, out, adapters)
+    return read_results(study.name, out)

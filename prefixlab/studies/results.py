@@ -8,8 +8,17 @@ Three files per study in `results_dir()` (the repository's results/ folder):
 - `<name>.tables.npz`: per-table statistics of every stage-2 run, for intervals over tables:
   `<run_id>.slots` [tables, 2] (slot errors, slots), `<run_id>.bleu` [tables, 10]
   (`evaluate.bleu_statistics`), `<run_id>.losses` [validation tables, 4] (summed loss and
-  tokens after the right MR, then after the wrong one). No MR text is stored: the CSV keeps
-  a digest of each run's table list, so runs compared on "the same tables" can be checked.
+  tokens after the right MR, then after the wrong one), and for runs that hold slot values
+  out `<run_id>.held_out` [tables, 2] (errors on held-out values, held-out slots). No MR
+  text is stored: the CSV keeps a digest of each run's table list, so runs compared on "the
+  same tables" can be checked. Every run (stage 1 too) also keeps its curves
+  (`run_curves`): `<run_id>.train_loss` [steps] (each step's batch loss) and
+  `<run_id>.val_curve` [validations, 2] (step, validation loss), so that stability is read
+  from the whole run and not only from where it ended (results written before curves were
+  kept have none);
+- `<name>.adapters.safetensors` (when the study kept any): the trained parameters of its
+  stage-2 runs that train at most `MAX_ADAPTER_PARAMETERS` values, as tensors named
+  `<run_id>/<parameter name>` (`prefixlab.studies.adapters` rebuilds the models from them).
 """
 
 from __future__ import annotations
@@ -26,8 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
 
 from prefixlab._version import __version__
+from prefixlab.e2e.held_out import held_out_errors, parse_held_out
 from prefixlab.studies.definition import Study
 from prefixlab.train import History, jsonable
 
@@ -39,10 +51,17 @@ CSV_COLUMNS = (
     "slot_error_rate", "table_gain", "loss_right_mr", "loss_wrong_mr", "n_eval_tables",
     "n_val_tables", "eval_split", "chosen", "stopped_reason", "diverged", "trainable_params",
     "seconds", "cached", "model", "run_id", "eval_tables_digest", "val_tables_digest",
+    "held_out_slot_error_rate",
 )  # fmt: skip
 PROVENANCE_KEYS = ("commit", "date", "versions", "preset", "machine", "wall_seconds",
                    "load_average")  # fmt: skip
-TABLE_KINDS = ("slots", "bleu", "losses")
+TABLE_KINDS = ("slots", "bleu", "losses", "held_out")
+# A stage-2 run's trained parameters are kept with the results up to this many values per run
+# (prefixes and prompts; not the MLP's training-time parameters, LoRA of large models or full
+# fine-tuning), so that the adapters file stays small enough to commit.
+MAX_ADAPTER_PARAMETERS = 200_000
+ADAPTERS_FORMAT = "prefixlab-study-adapters/1"
+_REQUIRED = ("csv", "json", "tables")
 
 
 def results_dir() -> Path:
@@ -51,12 +70,14 @@ def results_dir() -> Path:
 
 
 def result_paths(name: str, folder: str | os.PathLike | None = None) -> dict[str, Path]:
-    """{"csv", "json", "tables"}: the three files of study `name` in `folder`."""
+    """{"csv", "json", "tables", "adapters"}: the files of study `name` in `folder` (the
+    adapters file is optional)."""
     folder = results_dir() if folder is None else Path(folder)
     return {
         "csv": folder / f"{name}.csv",
         "json": folder / f"{name}.json",
         "tables": folder / f"{name}.tables.npz",
+        "adapters": folder / f"{name}.adapters.safetensors",
     }
 
 
@@ -68,6 +89,16 @@ def tables_digest(mrs: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(mrs).encode()).hexdigest()[:12] if mrs else ""
 
 
+def run_curves(history: History) -> dict[str, np.ndarray]:
+    """A run's curves for the tables file: {"train_loss": float32 [steps] (the batch loss of
+    each step, before its update), "val_curve": float64 [validations, 2] (step, loss)}."""
+    return {
+        "train_loss": np.asarray(history.loss, dtype=np.float32),
+        "val_curve": np.array(list(zip(history.val_step, history.val_loss, strict=True)),
+                              dtype=np.float64).reshape(-1, 2),
+    }  # fmt: skip
+
+
 def table_statistics(history: History) -> dict[str, np.ndarray]:
     """The per-table arrays of a run, from its History ({} for what the run did not measure).
 
@@ -75,7 +106,8 @@ def table_statistics(history: History) -> dict[str, np.ndarray]:
         {"slots": int [tables, 2] (errors = missing + contradicted, slots),
          "bleu": int [tables, 10] (`evaluate.BLEU_STATISTICS`),
          "losses": float [validation tables, 4] (right sum, right tokens, wrong sum, wrong
-         tokens)}.
+         tokens), "held_out": int [tables, 2] (errors on held-out values, held-out slots) for a
+         run with `RunConfig.held_out`}.
     """
     out = {}
     generations = [g for g in history.generations if "bleu_stats" in g]
@@ -85,6 +117,12 @@ def table_statistics(history: History) -> dict[str, np.ndarray]:
             dtype=np.int32,
         )
         out["bleu"] = np.array([g["bleu_stats"] for g in generations], dtype=np.int32)
+        held = parse_held_out((history.config.get("run") or {}).get("held_out") or ())
+        if held:
+            out["held_out"] = np.array(
+                [held_out_errors(g["mr"], g["missing"], g["contradicted"], held)
+                 for g in generations], dtype=np.int32,
+            )  # fmt: skip
     if history.table_losses:
         out["losses"] = np.array(
             [[*t["right"], *t["wrong"]] for t in history.table_losses], dtype=np.float64
@@ -151,18 +189,40 @@ def load_average() -> tuple[float, ...]:
 
 @dataclass
 class StudyResults:
-    """A study's files, read back: the definition as committed, the run table, the provenance
-    and the per-table arrays ({run_id: {"slots", "bleu", "losses"}})."""
+    """A study's files, read back: the definition as committed, the run table, the provenance,
+    the per-table arrays ({run_id: {"slots", "bleu", "losses"}}) and the kept trained
+    parameters ({run_id: {parameter name: tensor}}; `prefixlab.studies.adapters`)."""
 
     study: Study
     table: pd.DataFrame
     provenance: dict
     tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
+    adapters: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def stage(self, stage: str) -> pd.DataFrame:
         """The rows of one stage: "tune" (stage 1) or "seeds" (stage 2)."""
         return self.table[self.table["stage"] == stage]
+
+
+def write_adapters(path: str | os.PathLike, adapters: Mapping[str, Mapping]) -> None:
+    """Write {run_id: {parameter name: tensor}} into one safetensors file (`<run_id>/<name>`)."""
+    tensors = {
+        f"{run_id}/{name}": t.detach().contiguous().cpu()
+        for run_id, state in adapters.items()
+        for name, t in state.items()
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"format": ADAPTERS_FORMAT})
+
+
+def read_adapters(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
+    """{run_id: {parameter name: tensor}} from a file `write_adapters` wrote."""
+    adapters: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in load_file(str(path)).items():
+        run_id, _, name = key.rpartition("/")  # parameter names never hold a "/"
+        adapters.setdefault(run_id, {})[name] = tensor
+    return adapters
 
 
 def write_results(
@@ -171,15 +231,22 @@ def write_results(
     tables: Mapping[str, Mapping[str, np.ndarray]],
     info: Mapping,
     folder: str | os.PathLike | None = None,
+    adapters: Mapping[str, Mapping] | None = None,
 ) -> dict[str, Path]:
-    """Write the three files of `study` into `folder` (created if needed); returns their paths.
+    """Write the files of `study` into `folder` (created if needed); returns their paths.
 
     Args:
         table: one row per run (`CSV_COLUMNS` and the axis columns).
         tables: {run_id: {kind: array}} (`table_statistics`) for the runs to keep.
         info: the JSON's content (provenance and whatever else the study reports).
+        adapters: {run_id: {parameter name: tensor}}, the trained parameters to keep; with
+            none, no adapters file (an old one is removed, since its runs are gone).
     """
     paths = result_paths(study.name, folder)
+    if adapters:
+        write_adapters(paths["adapters"], adapters)
+    else:
+        paths["adapters"].unlink(missing_ok=True)
     paths["csv"].parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(paths["csv"], index=False)
     arrays = {
@@ -202,7 +269,7 @@ def read_results(name, folder: str | os.PathLike | None = None) -> StudyResults:
     if not isinstance(name, str) or not name:
         raise ValueError(f"Give a study name or a Study, got {name!r}.")
     paths = result_paths(name, folder)
-    missing = [str(p) for p in paths.values() if not p.is_file()]
+    missing = [str(paths[kind]) for kind in _REQUIRED if not paths[kind].is_file()]
     if missing:
         raise FileNotFoundError(
             f"Study {name!r} has no results in {paths['csv'].parent} (missing "
@@ -216,7 +283,12 @@ def read_results(name, folder: str | os.PathLike | None = None) -> StudyResults:
         for key in archive.files:
             run_id, _, kind = key.rpartition(".")
             tables.setdefault(run_id, {})[kind] = archive[key]
-    return StudyResults(Study.from_dict(info["study"]), table, info, tables, paths)
+    adapters = {}
+    if paths["adapters"].is_file():
+        adapters = read_adapters(paths["adapters"])
+    else:
+        del paths["adapters"]
+    return StudyResults(Study.from_dict(info["study"]), table, info, tables, paths, adapters)
 
 
 def combine_results(*parts, name: str, pairs: Sequence[tuple[str, str]] = ()) -> StudyResults:
@@ -266,4 +338,5 @@ def combine_results(*parts, name: str, pairs: Sequence[tuple[str, str]] = ()) ->
     tables = {k: v for r in results for k, v in r.tables.items()}
     info = {"combined": {r.study.name: {k: v for k, v in r.provenance.items() if k != "study"}
                          for r in results}}  # fmt: skip
-    return StudyResults(study, table, info, tables, {})
+    adapters = {k: v for r in results for k, v in r.adapters.items()}
+    return StudyResults(study, table, info, tables, {}, adapters)
