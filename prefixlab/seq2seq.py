@@ -21,6 +21,10 @@ self-attention only; `seq2seq_artifacts` maps between the two (and says what can
 
 Prompt tuning: P soft tokens in front of the encoder input, as PEFT does; the decoder is
 untouched. `Seq2SeqAdaptedModel` (seq2seq_adapted.py) feeds either adapter to the model.
+
+`load_seq2seq("tiny")` loads the embedded encoder-decoder (data/tiny-bart, a 2 + 2 layer BART
+pretrained by this project with tiny-gpt2's tokenizer); `seq2seq_batching.encode_seq2seq`
+makes its batches.
 """
 
 from __future__ import annotations
@@ -32,11 +36,19 @@ import torch
 from torch import nn
 
 from prefixlab._validate import require_choice, require_int, require_number
-from prefixlab.loading import ATTN_IMPLEMENTATIONS, _first, embedding_checksum, freeze
+from prefixlab.loading import (
+    ATTN_IMPLEMENTATIONS,
+    _first,
+    _quiet_loading,
+    embedding_checksum,
+    freeze,
+)
+from prefixlab.paths import EMBEDDED_SEQ2SEQ_MODELS, embedded_seq2seq_dir
 from prefixlab.prefix import check_prefix_length, init_token_ids
 from prefixlab.prompt import PROMPT_INITS
 
 PARTS = ("encoder", "decoder", "cross")
+TINY_SEQ2SEQ = "tiny"  # the embedded encoder-decoder, data/tiny-bart
 SEQ2SEQ_PREFIX_INITS = ("random", "zero")
 REPARAMS = ("none", "mlp")
 
@@ -154,7 +166,7 @@ def seq2seq_fingerprint(model: nn.Module) -> dict:
 
 
 def load_seq2seq(
-    name_or_path: str,
+    name_or_path: str = TINY_SEQ2SEQ,
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
@@ -163,10 +175,13 @@ def load_seq2seq(
     """Load an encoder-decoder model (BART, T5, ...) and its tokenizer, frozen, in eval mode.
 
     Args:
-        name_or_path: a hub id such as "facebook/bart-base" or "t5-small", or a local folder
-            (no encoder-decoder model is embedded in prefixlab yet).
+        name_or_path: "tiny" (the embedded tiny BART shipped in data/tiny-bart, pretrained by
+            this project; `prefixlab.paths.EMBEDDED_SEQ2SEQ_MODELS`), a hub id such as
+            "facebook/bart-base" or "t5-small", or a local folder.
         device: where to put the model; None keeps it on the CPU.
-        dtype: torch dtype or its name ("float32", "bfloat16"); None keeps the checkpoint's.
+        dtype: torch dtype or its name ("float32", "bfloat16"); None keeps the checkpoint's,
+            except for the embedded model: stored in float16 to fit the data budget, it loads
+            in float32 (its card gives the logit difference).
         attn_implementation: "eager" (default; attention can be recorded) or "sdpa".
     Returns:
         (model, tokenizer).
@@ -189,19 +204,25 @@ def load_seq2seq(
     elif dtype is not None and not isinstance(dtype, torch.dtype):
         raise ValueError(f"dtype must be a torch dtype or its name, got {dtype!r}.")
     name = str(name_or_path)
+    embedded = name in EMBEDDED_SEQ2SEQ_MODELS
+    path = str(embedded_seq2seq_dir(name)) if embedded else name
+    if embedded and dtype is None:
+        dtype = torch.float32  # the weights are stored in float16 (see the model card)
     try:
-        config = AutoConfig.from_pretrained(name)
+        config = AutoConfig.from_pretrained(path)
         check_seq2seq(config)
         kwargs = {"attn_implementation": attn_implementation}
         if dtype is not None:
             kwargs["dtype"] = dtype
-        model = AutoModelForSeq2SeqLM.from_pretrained(name, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        with _quiet_loading(embedded):
+            model = AutoModelForSeq2SeqLM.from_pretrained(path, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as err:
         raise OSError(
             f"Could not load {name!r} ({type(err).__name__}: {err}). Offline, only models in "
-            "your Hugging Face cache or a local folder load; check the id or path, or build a "
-            "small random model from a config (transformers.BartConfig / T5Config)."
+            "your Hugging Face cache or a local folder load; check the id or path, use the "
+            "embedded load_seq2seq('tiny'), or build a small random model from a config "
+            "(transformers.BartConfig / T5Config)."
         ) from err
     if device is not None:
         model.to(device)

@@ -519,6 +519,7 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
     monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "cache"))
     line = live_slice(small_results, arm="prefix", seed=1)
     assert line.startswith("live slice matches the committed rows (prefix at lr ")
+    assert line.ok is True
     assert "tolerance 0.01" in line
     same, texts = live_slice(small_results, arm="prefix", seed=1, samples=2, cache=True)
     assert same == line and len(texts) == 2 and {"mr", "text"} <= set(texts[0])
@@ -544,6 +545,7 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
     table.to_csv(csv, index=False)
     line = live_slice("small_check", arm="prefix", seed=1, folder=tmp_path, cache=True)
     assert line.startswith("live slice does NOT match the committed rows")
+    assert line.ok is False
     with pytest.raises(ValueError, match="No single committed stage-2 run"):
         live_slice(small_results, arm="prefix", seed=7)
     with pytest.raises(ValueError, match="arm must be one of"):
@@ -559,6 +561,7 @@ def test_live_slice_at_another_preset_checks_that_the_configuration_trains(
     # SMALL was run at "fast"; at "cpu" (with SMALL's 4 steps) no committed row can be matched
     line = live_slice(small_results, arm="prefix", seed=1, preset="cpu")
     assert line.startswith("live slice at the cpu preset trains the committed configuration")
+    assert line.ok is True and isinstance(line, str)
     assert "in 4 steps" in line and "reproducible only at the fast preset" in line
     start, end = (float(x) for x in line.split("val loss ")[1].split(" in ")[0].split(" -> "))
     assert end < start

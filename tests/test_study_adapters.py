@@ -211,3 +211,29 @@ def test_live_slice_callback_sees_every_step(results):
     assert seen[0][1] != seen[-1][1]  # the callback sees the model as it trains
     with pytest.raises(ValueError, match="needs cache=False"):
         live_slice(results, callback=print, cache=True)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_mlp_runs_are_kept_materialized_and_load_as_a_direct_prefix(tmp_path, monkeypatch, cache):
+    """An MLP prefix trains more values than the cap (592,640 on the tiny model) but is kept as
+    its materialized [P, width] prefix; load_adapter gives a direct prefix with its outputs."""
+    monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "cache"))
+    study = TINY.with_(name="adapters_mlp", arms=("prefix+mlp",), pairs=(), seeds=(0,))
+    results = run_study(study, out=tmp_path / "r", progress=False, cache=cache)
+    row, config = committed_run(results, "prefix+mlp", 0)
+    assert int(row["trainable_params"]) > MAX_ADAPTER_PARAMETERS
+    state = results.adapters[row["run_id"]]
+    assert set(state) == {"adapter.weight"} and state["adapter.weight"].shape[0] == P_TINY
+    entry = results.provenance["adapters"]
+    assert entry["skipped"] == [] and entry["materialized"] == [row["run_id"]]
+    assert "load_adapter rebuilds a direct prefix" in entry["materialized_note"]
+    loaded = load_adapter(results, "prefix+mlp", 0)
+    assert loaded.adapter.reparam == "none"
+    assert _val_loss(loaded, config) == pytest.approx(row["final_val_loss"], abs=1e-6)
+    assert start_adapter(results, "prefix+mlp", 0).adapter.reparam == "mlp"  # as it started
+    if cache:  # attach_adapters, from the same cache, keeps the same materialized prefix
+        summary = attach_adapters(results, write=False)
+        assert summary["materialized"] == [row["run_id"]] and summary["skipped"] == []
+
+
+P_TINY = TINY.base_config().prefix_length

@@ -22,6 +22,10 @@ results, and the verdicts computed from them.
 - `adapters`: `load_adapter` / `start_adapter`, a committed stage-2 run's AdaptedModel as it
   ended / as it started; `attach_adapters`, the adapters file made from a run cache for
   results written before studies kept their adapters.
+- `stability`: the verdicts of `mlp_stability` (notebook 03): `run_outcomes` (failed /
+  unstable per run, rate steps from each arm's best), `failure_table`, `stability_verdicts`
+  (MLP vs direct at each relative rate, with intervals), `seed_spread`, `matched_rate_test`,
+  `rate_curves`.
 - `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
   disagree / mixed / not resolved), computed from the committed files.
 
@@ -52,6 +56,14 @@ from prefixlab.studies.results import (
     results_dir,
     table_statistics,
 )
+from prefixlab.studies.stability import (
+    failure_table,
+    matched_rate_test,
+    rate_curves,
+    run_outcomes,
+    seed_spread,
+    stability_verdicts,
+)
 
 __all__ = [
     "CLAIMS",
@@ -63,6 +75,12 @@ __all__ = [
     "Study",
     "StudyResults",
     "attach_adapters",
+    "failure_table",
+    "matched_rate_test",
+    "rate_curves",
+    "run_outcomes",
+    "seed_spread",
+    "stability_verdicts",
     "claims_table",
     "combine_results",
     "committed_run",

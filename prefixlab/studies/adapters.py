@@ -6,7 +6,9 @@ attached to results committed before studies kept them.
     start = start_adapter(results, "prefix", seed=0)    # the same run before step 1
 
 `run_study` writes `results/<name>.adapters.safetensors` itself (`results.write_adapters`),
-for every stage-2 run with at most `MAX_ADAPTER_PARAMETERS` trained values. For results
+for every stage-2 run that keeps at most `MAX_ADAPTER_PARAMETERS` values; a prefix trained
+through the MLP is kept as its materialized prefix (`results.kept_parameters`), so
+`load_adapter` gives it back as a direct prefix with the same outputs. For results
 written before it did, `attach_adapters` copies the parameters from the run cache
 (`prefixlab.run_cache`), checking each cache entry against the committed row first.
 """
@@ -27,6 +29,8 @@ from prefixlab.studies.protocol import adapters_summary
 from prefixlab.studies.results import (
     MAX_ADAPTER_PARAMETERS,
     StudyResults,
+    kept_parameters,
+    materialized_runs,
     read_results,
     write_adapters,
 )
@@ -68,7 +72,9 @@ def load_adapter(
     point: Mapping | None = None, *, folder=None,
 ) -> AdaptedModel:  # fmt: skip
     """The committed stage-2 run `arm`/`seed` (at `point`) as it ended: `start_adapter` with
-    the kept trained parameters copied in (`results.adapters`).
+    the kept trained parameters copied in (`results.adapters`). A prefix trained through the
+    MLP was kept as its materialized prefix: it comes back as a direct prefix (reparam
+    "none", `PrefixTuning.materialize()`), whose outputs are the trained MLP form's.
 
     Raises:
         ValueError: when the study kept no parameters for that run (it trained more than
@@ -93,6 +99,8 @@ def load_adapter(
             "prefixlab.runs.run_experiment(config) instead."
         )
     adapted, _ = build(config)
+    if getattr(adapted.adapter, "reparam", None) == "mlp" and set(state) == {"adapter.weight"}:
+        adapted = AdaptedModel(adapted.model, adapted.adapter.materialize())  # kept materialized
     if not load_state(adapted, state):
         raise ValueError(
             f"The kept parameters of run {row['run_id']} do not fit the adapter its config "
@@ -170,7 +178,8 @@ def attach_adapters(results_or_name, *, folder=None, write: bool = True) -> dict
         n, run_id = int(row["trainable_params"]), row["run_id"]
         if n == 0:
             continue
-        if n > MAX_ADAPTER_PARAMETERS:
+        mlp = row["method"] == "prefix+mlp"  # kept as its materialized prefix
+        if n > MAX_ADAPTER_PARAMETERS and not mlp:
             skipped.append({"run_id": run_id, "arm": row["arm"], "trainable_params": n})
             continue
         keys = entry_keys(run_id)
@@ -188,12 +197,17 @@ def attach_adapters(results_or_name, *, folder=None, write: bool = True) -> dict
             raise ValueError(
                 f"The run cache kept no parameters of run {run_id} that fit its adapter."
             )
+        state = kept_parameters(adapted) if mlp else state
+        if sum(t.numel() for t in state.values()) > MAX_ADAPTER_PARAMETERS:
+            skipped.append({"run_id": run_id, "arm": row["arm"], "trainable_params": n})
+            continue
         adapters[run_id] = state
     summary = adapters_summary(
         results.study.name, adapters, skipped,
         made="attach_adapters, from the run cache the study ran with: each entry's recorded "
         "row checked against the CSV (same run_id, same final_val_loss) and its config against "
         "the study's",
+        materialized=materialized_runs(results.table, adapters),
     )  # fmt: skip
     if write:
         paths = results.paths
