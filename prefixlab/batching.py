@@ -71,6 +71,26 @@ def _source_ids(tokenizer, mrs: Sequence[str]) -> list[list[int]]:
     return [list(row) for row in ids]
 
 
+def string_pairs(pairs, names: str, error: type[Exception], empty: str) -> list:
+    """`pairs` as a list after checking that it holds string pairs: an `error` naming the
+    first bad item (as `names`, e.g. "(mr, ref)") and a ValueError ending with `empty` when
+    there is none; the check both encoders make."""
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError(f"No pairs to encode; {empty}")
+    for i, pair in enumerate(pairs):
+        if not (
+            isinstance(pair, (tuple, list))
+            and len(pair) == 2
+            and all(isinstance(x, str) for x in pair)
+        ):
+            raise error(
+                f"pairs must hold {names} string pairs; item {i} is {pair!r}. Pass "
+                f"dataset.pairs or a list of {names} tuples."
+            )
+    return pairs
+
+
 def encode_for_training(
     tokenizer,
     pairs: Iterable[tuple[str, str]],
@@ -103,19 +123,7 @@ def encode_for_training(
     _check_max_length(max_length)
     if tokenizer.eos_token_id is None:
         raise ValueError("The tokenizer has no eos token; the target must end with one.")
-    pairs = list(pairs)
-    if not pairs:
-        raise ValueError("No pairs to encode; the dataset is empty.")
-    for i, pair in enumerate(pairs):
-        if not (
-            isinstance(pair, (tuple, list))
-            and len(pair) == 2
-            and all(isinstance(x, str) for x in pair)
-        ):
-            raise TypeError(
-                f"pairs must hold (mr, ref) string pairs; item {i} is {pair!r}. Pass "
-                "dataset.pairs or a list of (mr, ref) tuples."
-            )
+    pairs = string_pairs(pairs, "(mr, ref)", TypeError, "the dataset is empty.")
     sources = _source_ids(tokenizer, [mr for mr, _ in pairs])
     targets = tokenizer([" " + ref for _, ref in pairs], add_special_tokens=False)["input_ids"]
     rows, kept, too_long = [], [], []
@@ -216,12 +224,28 @@ def iterate_batches(
             return
         batch = {key: value[index] for key, value in encoded.items()}
         if trim and "attention_mask" in batch:
-            used = batch["attention_mask"].any(dim=0).nonzero().flatten()  # columns with a token
-            if len(used):
-                lo, hi = int(used[0]), int(used[-1]) + 1
-                width = batch["attention_mask"].shape[1]
-                batch = {  # per-row entries such as task_ids [B] are not token columns
-                    key: value[:, lo:hi] if value.dim() == 2 and value.shape[1] == width else value
-                    for key, value in batch.items()
-                }
+            # an encoder-decoder batch (it has a decoder mask) pads its targets on their own
+            targets = TARGET_KEYS if "decoder_attention_mask" in batch else ()
+            batch = _trim(batch, "attention_mask", [k for k in batch if k not in targets])
+            if targets:
+                batch = _trim(batch, "decoder_attention_mask", [k for k in batch if k in targets])
         yield batch
+
+
+# The target-side columns of an encoder-decoder batch (`seq2seq_batching.encode_seq2seq`).
+TARGET_KEYS = ("labels", "decoder_input_ids", "decoder_attention_mask")
+
+
+def _trim(batch: dict, mask_key: str, keys) -> dict:
+    """Drop the columns of `keys` that are padding in every row of `batch[mask_key]`."""
+    used = batch[mask_key].any(dim=0).nonzero().flatten()  # columns with a token
+    if not len(used):
+        return batch
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    width = batch[mask_key].shape[1]
+    return {  # per-row entries such as task_ids [B] are not token columns
+        key: value[:, lo:hi]
+        if key in keys and value.dim() == 2 and value.shape[1] == width
+        else value
+        for key, value in batch.items()
+    }

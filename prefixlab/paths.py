@@ -22,6 +22,9 @@ EMBEDDED_MODELS = ("nano", "tiny", "mini")
 # The embedded encoder-decoder (scripts/build_tiny_seq2seq.py), in data/<name>-bart, loaded by
 # prefixlab.seq2seq.load_seq2seq(name); it shares tiny-gpt2's tokenizer.
 EMBEDDED_SEQ2SEQ_MODELS = ("tiny",)
+# What a RunConfig calls each embedded encoder-decoder: its folder's name, "tiny-bart" for
+# load_seq2seq("tiny") (RunConfig's "tiny" is the decoder-only tiny-gpt2).
+EMBEDDED_SEQ2SEQ_RUN_NAMES = {f"{name}-bart": name for name in EMBEDDED_SEQ2SEQ_MODELS}
 SYNTHETIC_E2E_DIRNAME = "synthetic-e2e"
 
 

@@ -117,6 +117,35 @@ def test_every_registered_run_builds_its_config(name):
         assert text.init == "text" and text.init_text == registry.INIT_TEXT
 
 
+def test_encdec_parts_places_its_prefixes_and_matches_the_tiny_arm_in_size():
+    """encdec_parts (notebook 08): one study over two models; each arm's prefix sits in the
+    attentions its label names, and the dual prefix stores as many numbers as the tiny arm's."""
+    from prefixlab.runs import build
+
+    study = get_study("encdec_parts")
+    assert study.protocol_problems() == [] and len(study.seeds) >= 5
+    base = study.base_config()
+    configs = {a.label: study.run_config(base, a.label, {}, lr=None, seed=0, evaluate=True)
+               for a in study.arms}  # fmt: skip
+    assert {c.model for c in configs.values()} == {"tiny-bart", "tiny"}
+    assert configs[registry.ENCDEC_TINY].model == "tiny"
+    assert configs["decoder+cross"].parts == ("decoder", "cross")
+    assert all(c.init == "random" for c in configs.values() if c.method == "prefix+mlp")
+    stored, trained = {}, {}
+    for label in ("encoder", "decoder+cross", registry.ENCDEC_DUAL, registry.ENCDEC_TINY):
+        adapter = build(configs[label])[0].adapter
+        if label != registry.ENCDEC_TINY:
+            assert set(adapter.parts) == set(configs[label].parts)
+        stored[label] = sum(p.numel() for p in adapter.materialize().parameters())
+        trained[label] = sum(p.numel() for p in adapter.parameters() if p.requires_grad)
+    # the counts the study's description gives
+    assert (trained[registry.ENCDEC_DUAL], trained[registry.ENCDEC_TINY]) == (989_952, 593_280)
+    assert stored[registry.ENCDEC_DUAL] == stored[registry.ENCDEC_TINY] == 15_360
+    assert stored["encoder"] * 3 == stored["decoder+cross"] * 3 // 2 == stored[registry.ENCDEC_DUAL]
+    assert (registry.ENCDEC_DUAL, registry.ENCDEC_TINY) in study.pairs
+    assert registry.CPU_ESTIMATES["encdec_parts"]["runs"] == 6 * (5 + 5) + 1
+
+
 @pytest.mark.skipif(
     len(load_e2e("synthetic", "test").mrs) < 250,
     reason="the synthetic test split holds 250 MRs only after the split-size change",
