@@ -44,8 +44,8 @@ from prefixlab.loading import (
     freeze,
 )
 from prefixlab.paths import EMBEDDED_SEQ2SEQ_MODELS, embedded_seq2seq_dir
-from prefixlab.prefix import check_prefix_length, init_token_ids
-from prefixlab.prompt import PROMPT_INITS
+from prefixlab.prefix import check_prefix_length
+from prefixlab.prompt import PROMPT_INITS, initial_prompt
 
 PARTS = ("encoder", "decoder", "cross")
 TINY_SEQ2SEQ = "tiny"  # the embedded encoder-decoder, data/tiny-bart
@@ -395,35 +395,16 @@ class Seq2SeqPromptTuning(nn.Module):
         self.base_fingerprint = None if from_dims else seq2seq_fingerprint(model)
         self.prefix_length = P = check_prefix_length(prefix_length, dims)
         require_choice("init", init, PROMPT_INITS)
-        if init != "random" and from_dims:
-            raise ValueError(f"init={init!r} reads the model's embeddings: pass the model.")
         self.init, self.init_text = init, init_text
-        g = torch.Generator().manual_seed(seed)
-        if from_dims:
-            soft = torch.randn(P, dims.d_model, generator=g)
-        else:
+        table, scale = None, 1.0
+        if not from_dims:
             # The rows as the encoder sees them: BART's embedding module multiplies its
             # weight by embed_scale (sqrt(d_model) when config.scale_embedding), T5's does not.
             embed = model.get_input_embeddings()
-            scale = float(getattr(embed, "embed_scale", 1.0) or 1.0)
-            table = embed.weight.detach()  # [V, d_model]
-            if init == "random":
-                std = table.float().std().item() * scale
-                soft = torch.randn(P, dims.d_model, generator=g) * std
-            elif init == "mean":
-                soft = (table.float().mean(0, keepdim=True) * scale).expand(P, -1).clone()
-            else:
-                ids = init_token_ids(
-                    P,
-                    init=init,
-                    vocab_size=table.shape[0],
-                    generator=g,
-                    tokenizer=tokenizer,
-                    init_text=init_text,
-                )
-                soft = table[ids.to(table.device)].float() * scale
-            soft = soft.to(device=table.device, dtype=table.dtype)
-        self.weight = nn.Parameter(soft)
+            table, scale = embed.weight, float(getattr(embed, "embed_scale", 1.0) or 1.0)
+        soft = initial_prompt(table, P, dims.d_model, init=init, seed=seed, tokenizer=tokenizer,
+                              init_text=init_text, scale=scale)  # fmt: skip
+        self.weight = nn.Parameter(soft)  # [P, d_model]
 
     def forward(self, batch_size: int = 1) -> torch.Tensor:
         """The soft prompt for a batch. Returns [batch_size, P, d_model]."""
