@@ -39,7 +39,8 @@ from prefixlab._validate import require_choice, require_int, require_number
 from prefixlab.loading import (
     ATTN_IMPLEMENTATIONS,
     _first,
-    _quiet_loading,
+    _from_pretrained,
+    dtype_from_name,
     embedding_checksum,
     freeze,
 )
@@ -189,19 +190,15 @@ def load_seq2seq(
         ValueError: bad options, or a model that is not encoder-decoder (naming what to use).
         OSError: the model cannot be found (offline and not cached), saying what to do.
     """
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForSeq2SeqLM
 
     if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path):
         raise ValueError(
             f"name_or_path must be a hub id or a folder such as 't5-small', got {name_or_path!r}."
         )
     require_choice("attn_implementation", attn_implementation, ATTN_IMPLEMENTATIONS[:2])
-    if isinstance(dtype, str):
-        resolved = getattr(torch, dtype, None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"dtype={dtype!r} is not a torch dtype; try 'float32' or 'bfloat16'.")
-        dtype = resolved
-    elif dtype is not None and not isinstance(dtype, torch.dtype):
+    dtype = dtype_from_name(dtype)
+    if dtype is not None and not isinstance(dtype, torch.dtype):
         raise ValueError(f"dtype must be a torch dtype or its name, got {dtype!r}.")
     name = str(name_or_path)
     embedded = name in EMBEDDED_SEQ2SEQ_MODELS
@@ -209,14 +206,9 @@ def load_seq2seq(
     if embedded and dtype is None:
         dtype = torch.float32  # the weights are stored in float16 (see the model card)
     try:
-        config = AutoConfig.from_pretrained(path)
-        check_seq2seq(config)
-        kwargs = {"attn_implementation": attn_implementation}
-        if dtype is not None:
-            kwargs["dtype"] = dtype
-        with _quiet_loading(embedded):
-            model = AutoModelForSeq2SeqLM.from_pretrained(path, **kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+        model, tokenizer = _from_pretrained(AutoModelForSeq2SeqLM, path, check_seq2seq, dtype=dtype,
+                                            attn_implementation=attn_implementation,
+                                            quiet=embedded)  # fmt: skip
     except OSError as err:
         raise OSError(
             f"Could not load {name!r} ({type(err).__name__}: {err}). Offline, only models in "
