@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 
-def replace_card_block(card: Path, block: str, start: str, end: str, heading: str) -> None:
-    """Write `block` (it begins with the marker `start` and ends with `end`) into the card:
-    in place of the block between those markers, or, the first time, at the end of the card
-    under a `## heading`."""
+
+def replace_card_block(model: str, block: str, start: str, end: str, heading: str) -> Path:
+    """Write `block` (it begins with the marker `start` and ends with `end`) into the card of
+    the embedded model `model` (data/<model>-gpt2/README.md): in place of the block between
+    those markers, or, the first time, at the end of the card under a `## heading`. Returns
+    the card's path."""
+    card = REPO / "data" / f"{model}-gpt2" / "README.md"
     text = card.read_text()
     if start in text and end in text:
         head, rest = text.split(start, 1)
@@ -17,3 +21,4 @@ def replace_card_block(card: Path, block: str, start: str, end: str, heading: st
     else:
         text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
     card.write_text(text)
+    return card

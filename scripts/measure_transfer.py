@@ -301,8 +301,7 @@ def main(argv=None) -> int:
     provenance.update(methods=provenance_methods, parts=sizes, rates=rates, heldout_mrs_in_pretraining=seen, targets=TARGETS, targets_met=met,
                       eval_tables=n_test, seeds=args.seeds)  # fmt: skip
     Path(f"{stem}.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    card = ROOT / "data" / f"{args.model}-gpt2" / "README.md"
-    replace_card_block(card, block, START, END, "Transfer to real E2E text")
+    card = replace_card_block(args.model, block, START, END, "Transfer to real E2E text")
     print(f"wrote {stem}.csv, {stem}.json and updated {card}")
     return 0
 
