@@ -9,6 +9,7 @@ A build config here is either script's `BuildConfig`: the helpers read the field
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -140,6 +141,19 @@ def write_build(out: Path, info: dict, card: str, log) -> None:
     (out / "build_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     (out / "README.md").write_text(card(info), encoding="utf-8")
     log(f"wrote {out} in {info['total_minutes']:.1f} min")
+
+
+def build_parser(doc: str, out_default: str) -> argparse.ArgumentParser:
+    """The command line every build script starts with: its description (the first paragraph
+    of `doc`), --out (`out_default` says where it goes without it) and --quick."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"output folder (default {out_default})"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="seconds-long smoke build (temp folder)"
+    )
+    return parser
 
 
 def given_options(args, keys: tuple[str, ...]) -> dict:

@@ -27,7 +27,6 @@ Steps, all seeded:
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -492,13 +491,7 @@ Not measured yet: run `python scripts/evaluate_tiny_model.py`.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default data/<size>-gpt2)"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="seconds-long smoke build (temp folder)"
-    )
+    parser = common.build_parser(__doc__, "data/<size>-gpt2")
     parser.add_argument(
         "--size", choices=tuple(SIZES), default="tiny", help="which model of the family"
     )

@@ -26,7 +26,6 @@ decoder, and shares that family's corpus and tokenizer:
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -635,13 +634,7 @@ seconds-long smoke build into a temporary folder (tests run it).
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default data/tiny-bart)"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="seconds-long smoke build (temp folder)"
-    )
+    parser = common.build_parser(__doc__, "data/tiny-bart")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--n-sentences", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
