@@ -52,7 +52,8 @@ def _check_max_length(max_length) -> None:
         raise ValueError(f"max_length must be an int >= 2 (tokens per row), got {max_length!r}.")
 
 
-def _pad_id(tokenizer) -> int:
+def pad_id(tokenizer) -> int:
+    """The id that pads rows: the pad token, else eos (a ValueError when it has neither)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
         raise ValueError(
@@ -151,7 +152,7 @@ def encode_for_training(
             stacklevel=2,
         )
     width = max(len(s) + len(t) for s, t in rows)
-    pad = _pad_id(tokenizer)
+    pad = pad_id(tokenizer)
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # [N, T]
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [N, T]
     labels = torch.full((len(rows), width), -100, dtype=torch.long)  # [N, T]
@@ -162,6 +163,20 @@ def encode_for_training(
         labels[row, n_src:n] = torch.tensor(tgt)
     tensors = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
     return EncodedPairs(tensors, n_dropped=len(too_long), kept=kept)
+
+
+def check_longest(rows: list[list[int]], texts: Sequence[str], noun: str, option: str,
+                  limit: int) -> int:  # fmt: skip
+    """The length of the longest of `rows` (token ids of `texts`); a ValueError naming that
+    text (as `noun`) and the `option` value it needs when it is longer than `limit`. Sources
+    for generation are never cut."""
+    longest = max(range(len(rows)), key=lambda i: len(rows[i]))
+    if len(rows[longest]) > limit:
+        raise ValueError(
+            f"{noun} {texts[longest]!r} takes {len(rows[longest])} tokens, more than "
+            f"{option}={limit}; pass {option}={len(rows[longest])} or more."
+        )
+    return len(rows[longest])
 
 
 def encode_for_generation(
@@ -180,14 +195,8 @@ def encode_for_generation(
     if not mrs:
         raise ValueError("No MRs to encode.")
     sources = _source_ids(tokenizer, mrs)
-    longest = max(range(len(sources)), key=lambda i: len(sources[i]))
-    if len(sources[longest]) > max_length:
-        raise ValueError(
-            f"MR {mrs[longest]!r} takes {len(sources[longest])} tokens, more than "
-            f"max_length={max_length}; pass max_length={len(sources[longest])} or more."
-        )
-    width = len(sources[longest])
-    input_ids = torch.full((len(sources), width), _pad_id(tokenizer), dtype=torch.long)  # [N, T]
+    width = check_longest(sources, mrs, "MR", "max_length", max_length)
+    input_ids = torch.full((len(sources), width), pad_id(tokenizer), dtype=torch.long)  # [N, T]
     attention_mask = torch.zeros((len(sources), width), dtype=torch.long)  # [N, T]
     for row, src in enumerate(sources):
         input_ids[row, width - len(src) :] = torch.tensor(src)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 import torch
 
 from prefixlab._validate import require_choice, require_int
-from prefixlab.batching import EncodedPairs, string_pairs
+from prefixlab.batching import EncodedPairs, check_longest, pad_id, string_pairs
 
 
 def _ids(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -103,7 +103,7 @@ def encode_seq2seq(
             break
     sources = [sources[i] for i in kept]
     targets = [targets[i] for i in kept]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     tensors = {
         "input_ids": _padded(sources, pad),  # [N, S]
         "attention_mask": _padded([[1] * len(row) for row in sources], 0),  # [N, S]
@@ -128,13 +128,8 @@ def encode_seq2seq_sources(
     if not sources or not all(isinstance(s, str) for s in sources):
         raise ValueError("sources must be a non-empty list of strings (MRs).")
     rows = _ids(tokenizer, sources)
-    longest = max(range(len(rows)), key=lambda i: len(rows[i]))
-    if len(rows[longest]) > max_source:
-        raise ValueError(
-            f"Source {sources[longest]!r} takes {len(rows[longest])} tokens, more than "
-            f"max_source={max_source}; pass max_source={len(rows[longest])} or more."
-        )
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    check_longest(rows, sources, "Source", "max_source", max_source)
+    pad = pad_id(tokenizer)
     return {
         "input_ids": _padded(rows, pad),  # [N, S]
         "attention_mask": _padded([[1] * len(row) for row in rows], 0),  # [N, S]

@@ -26,16 +26,12 @@ decoder, and shares that family's corpus and tokenizer:
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
-import os
-import platform
 import random
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a plain checkout without installing
 sys.path.insert(0, str(REPO / "scripts"))
 
-from build_tiny_model import lr_at, real_mrs_in_corpus  # noqa: E402
+import _build_common as common  # noqa: E402
 
 from prefixlab.e2e import (  # noqa: E402
     fact_sheet,
@@ -86,7 +82,7 @@ class BuildConfig:
     ffn_dim: int = 512
     batch_size: int = 32
     steps: int = 2000  # about 10 CPU minutes of one thread on the build machine
-    lr: float = 2e-3  # peak; linear warmup then cosine to lr / 10 (build_tiny_model.lr_at)
+    lr: float = 2e-3  # peak; linear warmup then cosine to lr / 10 (_build_common.lr_at)
     warmup: int = 100
     weight_decay: float = 0.1
     eval_every: int = 250
@@ -302,14 +298,8 @@ def float16_difference(model32, model16, batch: dict) -> dict:
 def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
     """Pretrain the model, write every file into `out`, return the measured numbers."""
     from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    t0 = time.time()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    out.mkdir(parents=True, exist_ok=True)
+    t0 = common.start_build(cfg, out)
 
     tokenizer = copy_tokenizer(out)
     eos = tokenizer.eos_token_id
@@ -370,35 +360,20 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: BART {cfg.layers}+{cfg.layers} layers x {cfg.d_model}, {n_params:,} params")
 
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    optimizer = common.adamw(model, cfg)
     g_train = torch.Generator().manual_seed(cfg.seed)
     curve, running, steps_done, tokens_seen = [], None, 0, 0
     model.train()
     t_train, cpu_train = time.time(), time.process_time()
     for step in range(cfg.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
         rows = torch.randint(0, len(examples), (cfg.batch_size,), generator=g_train)
         batch = trimmed(encoded, rows)
-        loss = model(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        loss = common.train_step(model, optimizer, batch, common.lr_at(step, cfg))
         steps_done += 1
         tokens_seen += int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        running = common.smoothed(running, loss)
         over_time = (time.process_time() - cpu_train) / 60 > cfg.max_train_cpu_minutes
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps or over_time:
+        if common.eval_due(step, cfg) or over_time:
             point = {"step": step + 1}
             point |= {k: round(target_loss(model, b), 4) for k, b in eval_sets.items()}
             point["minutes"] = round((time.time() - t_train) / 60, 2)
@@ -447,7 +422,7 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
         "deletion_examples": sum(kind == "deletion" for kind, _, _ in examples),
         "source_tokens": source_tokens,
         "target_tokens": target_tokens,
-        "real_dev_mrs_in_corpus": real_mrs_in_corpus(cfg),
+        "real_dev_mrs_in_corpus": common.real_mrs_in_corpus(cfg),
         "heldout_references": len(heldout.pairs),
         "steps_done": steps_done,
         "stopped_early": steps_done < cfg.steps,
@@ -462,22 +437,10 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
         "samples": samples,
         "train_minutes": round(train_minutes, 2),
         "train_cpu_minutes": round(train_cpu_minutes, 2),
-        "total_minutes": round((time.time() - t0) / 60, 2),
-        "cpu_minutes": round(time.process_time() / 60, 1),
-        "load_average": round(os.getloadavg()[1], 1),  # 5-minute load at the end
-        "command": command,
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": __import__("transformers").__version__,
-        },
-        "machine": f"{platform.machine()}, {cfg.threads} CPU thread"
-        + ("s" if cfg.threads > 1 else ""),
+        **common.build_times(t0),
+        **common.provenance(cfg, command, ("transformers",)),
     }
-    info["weights_mb"] = round((out / "model.safetensors").stat().st_size / 1e6, 2)
-    (out / "build_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-    (out / "README.md").write_text(model_card(info), encoding="utf-8")
-    log(f"wrote {out} in {info['total_minutes']:.1f} min")
+    common.write_build(out, info, model_card, log)
     return info
 
 
@@ -671,13 +634,7 @@ seconds-long smoke build into a temporary folder (tests run it).
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default data/tiny-bart)"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="seconds-long smoke build (temp folder)"
-    )
+    parser = common.build_parser(__doc__, "data/tiny-bart")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--n-sentences", type=int, default=None)
     parser.add_argument("--seed", type=int, default=None)
@@ -688,32 +645,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     overrides = dict(QUICK) if args.quick else {}
-    keys = (
-        "steps",
-        "n_sentences",
-        "seed",
-        "max_train_cpu_minutes",
-        "init_std",
-        "copy_share",
-    )
-    for key in keys:
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    cfg = BuildConfig(**overrides)
-    if args.out is not None:
-        out = args.out
-    elif args.quick:
-        out = Path(tempfile.mkdtemp(prefix="tiny-bart-quick-"))
-    else:
-        out = REPO / "data" / "tiny-bart"
-    flags = [
-        f"--{key.replace('_', '-')} {getattr(args, key)}"
-        for key in keys
-        if getattr(args, key) is not None
-    ]
-    command = " ".join(
-        ["python scripts/build_tiny_seq2seq.py", *(["--quick"] if args.quick else []), *flags]
-    )
+    keys = ("steps", "n_sentences", "seed", "max_train_cpu_minutes", "init_std", "copy_share")
+    options = common.given_options(args, keys)
+    cfg = BuildConfig(**(overrides | options))
+    out = common.output_folder(args, "tiny-bart", quick_prefix="tiny-bart-quick-")
+    head = ["--quick"] if args.quick else []
+    command = common.command_line("build_tiny_seq2seq.py", head, options)
     build(cfg, out, command=command, log=lambda m: print(m, flush=True))
     return 0
 

@@ -16,6 +16,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from small_studies import run_once, small_study
 
 from prefixlab.config import RunConfig
 from prefixlab.e2e import load_e2e
@@ -42,34 +43,13 @@ from prefixlab.studies import (
 from prefixlab.studies.protocol import check_eval_tables
 from prefixlab.train import History
 
-SMALL = Study(
-    name="small_check",
-    arms=("prompt", "prefix"),
-    preset="fast",
-    overrides={
-        "steps": 4,
-        "n_train_mrs": 8,
-        "n_val_mrs": 4,
-        "max_new_tokens": 12,
-        "eval_every": 2,
-    },  # fmt: skip
-    n_rates=3,
-    lr_span=3.0,
-    max_extensions=1,
-    seeds=(0, 1),
-    n_eval_tables=4,
-    pairs=(("prefix", "prompt"),),
-)
+SMALL = small_study("small_check")
 
 
 @pytest.fixture(scope="module")
 def small_results(tmp_path_factory):
     """SMALL run once into a temporary results folder, with its own run cache."""
-    root = tmp_path_factory.mktemp("study")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PREFIXLAB_CACHE", str(root / "cache"))
-        results = run_study(SMALL, out=root / "results", progress=False)
-    return results
+    return run_once(tmp_path_factory, SMALL, "study")[1]
 
 
 # -- the definition and the grid rule -----------------------------------------------------------

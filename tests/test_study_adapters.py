@@ -13,6 +13,7 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from small_studies import run_once, small_study
 
 from prefixlab.batching import encode_for_training
 from prefixlab.evaluate import validation_loss
@@ -20,7 +21,6 @@ from prefixlab.run_cache import entry_keys, load_state, trainable_state
 from prefixlab.runs import base_model, run_data
 from prefixlab.studies import (
     MAX_ADAPTER_PARAMETERS,
-    Study,
     attach_adapters,
     committed_run,
     live_slice,
@@ -32,34 +32,13 @@ from prefixlab.studies import (
 )
 from prefixlab.train import train
 
-TINY = Study(
-    name="adapters_check",
-    arms=("prompt", "prefix"),
-    preset="fast",
-    overrides={
-        "steps": 4,
-        "n_train_mrs": 8,
-        "n_val_mrs": 4,
-        "max_new_tokens": 8,
-        "eval_every": 2,
-    },  # fmt: skip
-    n_rates=3,
-    lr_span=3.0,
-    max_extensions=0,
-    seeds=(0, 1),
-    n_eval_tables=2,
-    pairs=(("prefix", "prompt"),),
-)
+TINY = small_study("adapters_check", max_new_tokens=8, max_extensions=0, n_eval_tables=2)
 
 
 @pytest.fixture(scope="module")
 def study_root(tmp_path_factory):
     """TINY run once (with a run cache) into <root>/results; returns root."""
-    root = tmp_path_factory.mktemp("adapters")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PREFIXLAB_CACHE", str(root / "cache"))
-        run_study(TINY, out=root / "results", progress=False)
-    return root
+    return run_once(tmp_path_factory, TINY, "adapters")[0]
 
 
 @pytest.fixture

@@ -61,6 +61,18 @@ def make_llama(seed: int = 0, attn_implementation: str = "eager"):
 MAKERS = {"gpt2": make_gpt2, "llama": make_llama}
 
 
+P = 4  # the prefix length of the adapters `make_adapter` builds by default
+
+
+def make_adapter(model, method: str, prefix_length: int = P, **kw):
+    """A PrefixTuning (method "prefix") or PromptTuning (otherwise) of `prefix_length` on
+    `model`; `kw` go to the adapter (seed, init, ...)."""
+    from prefixlab import PrefixTuning, PromptTuning
+
+    cls = PrefixTuning if method == "prefix" else PromptTuning
+    return cls(model, prefix_length, **kw)
+
+
 def batch(
     batch_size: int = 3, length: int = 7, seed: int = 0, pad_right: int = 0, pad_left: int = 0
 ):
