@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -22,6 +23,7 @@ from prefixlab.runs import base_model, run_data
 from prefixlab.studies import (
     MAX_ADAPTER_PARAMETERS,
     attach_adapters,
+    attach_curves,
     committed_run,
     live_slice,
     load_adapter,
@@ -216,3 +218,45 @@ def test_mlp_runs_are_kept_materialized_and_load_as_a_direct_prefix(tmp_path, mo
 
 
 P_TINY = TINY.base_config().prefix_length
+
+
+def test_attach_curves_from_the_run_cache(results, tmp_path):
+    folder = tmp_path / "old"
+    _copy_without_adapters(results, folder)
+    kept = {k: v for k, v in np.load(results.paths["tables"]).items()
+            if not k.endswith((".train_loss", ".val_curve"))}  # fmt: skip
+    with open(folder / "adapters_check.tables.npz", "wb") as f:
+        np.savez_compressed(f, **kept)  # as written before studies kept curves
+    old = read_results("adapters_check", folder)
+    assert not any("train_loss" in kinds for kinds in old.tables.values())
+    with pytest.raises(ValueError, match="fewer than steps=2"):
+        live_slice(old, arm="prefix", seed=0, steps=2)
+    entry = attach_curves(old)
+    assert entry["runs"] == len(results.table) and entry["already"] == 0
+    attached = read_results("adapters_check", folder)
+    assert attached.provenance["curves"] == entry and list(attached.provenance)[-1] == "study"
+    for run_id, kinds in results.tables.items():
+        for kind, array in kinds.items():  # the curves as run_study kept them, the rest kept
+            assert np.array_equal(array, attached.tables[run_id][kind]), (run_id, kind)
+    assert attach_curves(attached, write=False)["already"] == len(results.table)
+    assert live_slice(attached, arm="prefix", seed=0, steps=2).ok
+
+
+def test_attach_curves_refuses_a_mismatch(results, tmp_path, monkeypatch):
+    folder = tmp_path / "old"
+    _copy_without_adapters(results, folder)
+    kept = {k: v for k, v in np.load(results.paths["tables"]).items() if ".train_loss" not in k}
+    with open(folder / "adapters_check.tables.npz", "wb") as f:
+        np.savez_compressed(f, **kept)
+    table = pd.read_csv(folder / "adapters_check.csv", dtype={"run_id": str})
+    table.loc[table["stage"] == "tune", "final_val_loss"] += 1e-4  # a stage-1 row doctored
+    table.to_csv(folder / "adapters_check.csv", index=False)
+    before = (folder / "adapters_check.tables.npz").read_bytes()
+    with pytest.raises(ValueError, match="not the committed run"):
+        attach_curves("adapters_check", folder=folder)
+    assert (folder / "adapters_check.tables.npz").read_bytes() == before  # nothing written
+    monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="has 0 entries in the run cache"):
+        attach_curves("adapters_check", folder=folder, write=False)
+    with pytest.raises(ValueError, match="write must be True or False"):
+        attach_curves(results, write=1)

@@ -20,8 +20,8 @@ results, and the verdicts computed from them.
 - `live`: `live_slice`, one committed run retrained and compared (or, at another preset,
   checked to train); `committed_run`, the row and RunConfig of one committed run.
 - `adapters`: `load_adapter` / `start_adapter`, a committed stage-2 run's AdaptedModel as it
-  ended / as it started; `attach_adapters`, the adapters file made from a run cache for
-  results written before studies kept their adapters.
+  ended / as it started; `attach_adapters` and `attach_curves`, the adapters file and every
+  run's curves made from a run cache for results written before studies kept them.
 - `stability`: the verdicts of `mlp_stability` (notebook 03): `run_outcomes` (failed /
   unstable per run, rate steps from each arm's best), `failure_table`, `stability_verdicts`
   (MLP vs direct at each relative rate, with intervals), `seed_spread`, `matched_rate_test`,
@@ -33,7 +33,7 @@ results, and the verdicts computed from them.
 Command line: `python -m prefixlab.studies list | run <name> | merge <name> <folders> | show <name>`.
 """
 
-from prefixlab.studies.adapters import attach_adapters, load_adapter, start_adapter
+from prefixlab.studies.adapters import attach_adapters, attach_curves, load_adapter, start_adapter
 from prefixlab.studies.analysis import (
     METRICS,
     point_differences,
@@ -76,6 +76,7 @@ __all__ = [
     "Study",
     "StudyResults",
     "attach_adapters",
+    "attach_curves",
     "failure_table",
     "matched_rate_test",
     "rate_curves",

@@ -259,8 +259,9 @@ def _curve_line(results, row, config, steps, who, seed, tolerance) -> SliceLine:
         have = 0 if committed is None else len(committed)
         raise ValueError(
             f"The tables file keeps {have} training-loss steps of run {row['run_id']}, fewer "
-            f"than steps={steps} (results written before studies kept curves have none): "
-            "lower steps, or leave it out to retrain the whole run."
+            f"than steps={steps} (results written before studies kept curves have none; "
+            "studies.attach_curves adds them from the run cache the study ran with): lower "
+            "steps, or leave it out to retrain the whole run."
         )
     # Validation tables never enter training: one is enough for the validation train() makes
     # at the end (the compared numbers are the training losses).
@@ -271,8 +272,8 @@ def _curve_line(results, row, config, steps, who, seed, tolerance) -> SliceLine:
               default=math.inf)  # fmt: skip
     same = len(live) == steps and math.isfinite(gap) and gap <= tolerance
     verdict = "matches" if same else "does NOT match"
-    what = (f"{who}, seed {seed}: training loss of the first {steps} steps within {gap:.2g} of "
-            f"the committed curve, tolerance {tolerance:g}")  # fmt: skip
+    what = (f"{who}, seed {seed}: training loss of the first {steps} steps, largest difference "
+            f"from the committed curve {gap:.1e}, tolerance {tolerance:g}")  # fmt: skip
     if len(live) != steps:
         what += f"; {len(live)} steps ran"
     return SliceLine(f"live slice {verdict} the committed rows ({what})", same)
