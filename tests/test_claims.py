@@ -154,6 +154,18 @@ def test_not_run_line_names_the_command_and_the_estimate():
         not_run_line("low_dta")
 
 
+def test_cpu_estimate_scales_with_the_model():
+    from prefixlab.studies import get_study
+    from prefixlab.studies.registry import MODEL_TIME_SCALE, cpu_estimate
+
+    scale = get_study("scale_axis")  # the same arms at nano, tiny and mini
+    by_model = [
+        cpu_estimate(scale.with_(axes={"model": (m,)}))["hours"] for m in ("nano", "tiny", "mini")
+    ]
+    assert by_model[0] < by_model[1] < by_model[2]
+    assert by_model[2] / by_model[1] == pytest.approx(MODEL_TIME_SCALE["mini"], rel=0.1)
+
+
 def test_verdicts_combine_and_spread_ratio():
     pro, con = {"A better"}, {"B better"}
     assert combine_verdicts(["A better", "not resolved"], pro, con) == "agree"

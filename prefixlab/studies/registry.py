@@ -345,6 +345,11 @@ SECONDS_PER_RUN = {
     "prefix": 81, "infix": 78, "prompt": 107, "lora": 99, "full": 136, "prefix+lora": 85,
     "prefix+mlp": 81,  # not measured: taken as the direct prefix (the MLP is one small matmul)
 }  # fmt: skip
+# Time per run of the other embedded models relative to tiny (training, validation and
+# generation together): the median uncached run of scale_axis on this machine, nano 35 s and
+# tiny 88 s (run side by side), mini 313 s against tiny's 114 s in prefix_length next to it.
+# tiny-bart is not measured and counts as tiny.
+MODEL_TIME_SCALE = {"nano": 0.4, "tiny": 1.0, "mini": 2.7}
 GENERATION_SECONDS = 31
 MEASURED_STEPS = 300  # SECONDS_PER_RUN are runs of this many steps (the CPU preset's)
 VALIDATION_SECONDS = 6  # one pass over 200 validation tables (measured 5.5 s, see above)
@@ -355,22 +360,26 @@ def cpu_estimate(study) -> dict:
 
     Runs: per axis point and arm, the rate grid on the tuning seeds plus the seeds at the
     best rate (grids that grow at an edge add up to `max_extensions` rates more, not counted
-    here). The seconds are the embedded tiny model's: a study over bigger models (scale_axis's
-    "mini") takes longer.
+    here). The seconds are the embedded tiny model's, scaled by `MODEL_TIME_SCALE` for the
+    other embedded models (scale_axis's "nano" and "mini").
     """
     study = get_study(study)
     runs = seconds = 0
-    step_scale = study.base_config("cpu").train.steps / MEASURED_STEPS  # training time ~ steps
-    for _ in study.points():
+    base = study.base_config("cpu")
+    step_scale = base.train.steps / MEASURED_STEPS  # training time ~ steps
+    for point in study.points():
         for arm in study.arms:
+            model = point.get("model") or arm.config.get("model") or base.model
+            model_scale = MODEL_TIME_SCALE.get(model, 1.0)
             if not arm.tuned:  # nothing trains: one run that validates and generates
                 runs += 1
-                seconds += VALIDATION_SECONDS + GENERATION_SECONDS
+                seconds += (VALIDATION_SECONDS + GENERATION_SECONDS) * model_scale
                 continue
             tune = study.n_rates * len(study.tuning_seeds)
             per_run = SECONDS_PER_RUN.get(arm.method, max(SECONDS_PER_RUN.values())) * step_scale
             runs += tune + len(study.seeds)
-            seconds += (tune + len(study.seeds)) * per_run + len(study.seeds) * GENERATION_SECONDS
+            seconds += ((tune + len(study.seeds)) * per_run
+                        + len(study.seeds) * GENERATION_SECONDS) * model_scale  # fmt: skip
     return {
         "runs": runs,
         "seconds_per_run": round(seconds / runs),
