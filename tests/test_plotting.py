@@ -73,6 +73,16 @@ def test_unknown_names_get_the_neutral_colour_and_keep_their_name():
     assert P.method_label("prefix+mlp") == "prefix tuning + MLP"
 
 
+def test_metric_labels_name_units_and_fall_back_to_spaces():
+    assert P.metric_label("final_val_loss") == "validation loss (nats/token)"
+    assert P.metric_label("bleu") == "BLEU"
+    assert P.metric_label("some_new_metric") == "some new metric"
+    fig = P.plot_estimates(
+        pd.DataFrame({"metric": ["table_gain"], "label": ["prefix"], "estimate": [0.3],
+                      "low": [0.2], "high": [0.4]}), title="t")  # fmt: skip
+    assert "table gain (nats/token)" in {fig.axes[0].get_title(loc) for loc in ("left", "center")}
+
+
 def test_style_is_a_context_that_restores_rcparams():
     before = matplotlib.rcParams["axes.spines.top"]
     with P.style():
@@ -669,7 +679,7 @@ def test_along_axis_draws_each_interval_on_a_log_axis_and_checks_the_axis():
     })  # fmt: skip
     fig = plot_along_axis(df, "n_train_mrs", title="learning curve")
     bleu, slots = fig.axes
-    assert bleu.get_xscale() == "log" and bleu.get_ylabel() == "bleu"
+    assert bleu.get_xscale() == "log" and bleu.get_ylabel() == "BLEU"
     assert [t.get_text() for t in bleu.get_xticklabels()] == ["50", "1000"]
     # one error-bar container per arm that has data; the NaN point of "full" is left out
     (prefix, full) = bleu.containers

@@ -67,6 +67,7 @@ from .theme import (
     STYLE_RC,
     method_color,
     method_label,
+    metric_label,
     style,
 )
 
@@ -86,6 +87,7 @@ __all__ = [
     "serving_plotly",
     "method_color",
     "method_label",
+    "metric_label",
     "plot_along_axis",
     "plot_attention_grid",
     "plot_attention_heatmap",

@@ -11,7 +11,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .checks import _check_frame
-from .theme import _ABOVE, _NOTE, EXTRA_COLORS, _subplots, method_color, method_label, style
+from .theme import (
+    _ABOVE,
+    _NOTE,
+    EXTRA_COLORS,
+    _subplots,
+    method_color,
+    method_label,
+    metric_label,
+    style,
+)
 
 # --------------------------------------------------------------------------- bars
 
@@ -190,5 +199,5 @@ def plot_metric_bars(
         ax.grid(axis="x", visible=False)
         ax.tick_params(axis="x", length=0)
         ax.margins(y=0.12)
-        ax.set(title=title, ylabel=ylabel or metric.replace("_", " "))
+        ax.set(title=title, ylabel=ylabel or metric_label(metric))
     return fig

@@ -19,6 +19,7 @@ from .theme import (
     _line_styles,
     _subplots,
     _suptitle,
+    metric_label,
     style,
 )
 
@@ -95,7 +96,7 @@ def plot_lr_sweep(
             ax.margins(x=0.07)  # room for the "k/n" beside the outermost crosses
         ax.set_xscale("log")
         _legend(ax, handles)
-        ax.set(title=title, xlabel=xlabel, ylabel=ylabel or y.replace("_", " "))
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel or metric_label(y))
     return fig
 
 
@@ -196,7 +197,7 @@ def plot_scale_axis(df: pd.DataFrame, *, title: str) -> Figure:
             ax.set_xscale("log")
             ax.set_xticks(x, [f"{v / 1e6:.2g}M" for v in x])
             ax.minorticks_off()
-            ax.set(xlabel="model parameters", ylabel="difference", title=name)
+            ax.set(xlabel="model parameters", ylabel="difference", title=metric_label(name))
         _suptitle(fig, title)
     return fig
 
@@ -233,7 +234,7 @@ def plot_estimates(df: pd.DataFrame, *, title: str, reference: float | None = No
                         solid_capstyle="butt")  # fmt: skip
                 ax.plot([row["estimate"]], [yi], "o", color=color, ms=6.5, zorder=3)
             ax.set_yticks(y, [str(label) for label in labels])
-            ax.set(title=name.replace("_", " "))
+            ax.set(title=metric_label(name))
             ax.grid(axis="y", visible=False)
         _suptitle(fig, title)
     return fig
@@ -313,7 +314,7 @@ def plot_along_axis(
                 err = [y - rows["low"].to_numpy(float), rows["high"].to_numpy(float) - y]
                 ax.errorbar(x, y, yerr=err, color=color, ls=ls, marker="o", ms=5, capsize=3,
                             elinewidth=1.2, zorder=3)  # fmt: skip
-            ax.set(xlabel=xlabel or axis.replace("_", " "), ylabel=name.replace("_", " "))
+            ax.set(xlabel=xlabel or axis.replace("_", " "), ylabel=metric_label(name))
         _legend(axes[0, -1], handles)
         _suptitle(fig, title)
     return fig

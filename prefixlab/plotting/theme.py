@@ -24,6 +24,16 @@ EXTRA_COLORS = ("#882255", "#44aa99", "#999933", "#aa4499", "#ddcc77", "#000000"
 LINE_STYLES = ("-", "--", ":", "-.")  # several curves of one method: same colour, new style
 HEATMAP_CMAP = "Blues"  # same scale name in matplotlib and plotly
 MASS_LABEL = "attention mass on prefix"
+# Readable names of the study metrics (panel titles and axis labels); others: "_" -> " ".
+METRIC_LABELS = {
+    "final_val_loss": "validation loss (nats/token)",
+    "best_val_loss": "best validation loss (nats/token)",
+    "val_loss": "validation loss (nats/token)",
+    "table_gain": "table gain (nats/token)",
+    "slot_error_rate": "slot error rate",
+    "held_out_slot_error_rate": "slot error rate, held-out values",
+    "bleu": "BLEU",
+}
 
 # Shared artist styles.
 _NOTE = {"fontsize": 10, "color": "#333333"}  # value labels and annotations
@@ -79,6 +89,11 @@ def method_color(name) -> str:
     """Colour of a method ("prefix" or "prefix: detail"); NEUTRAL_COLOR for any other name."""
     key = _method_key(name)
     return METHOD_COLORS[key] if key else NEUTRAL_COLOR
+
+
+def metric_label(name) -> str:
+    """A metric's readable name: `METRIC_LABELS`, else its name with spaces."""
+    return METRIC_LABELS.get(str(name), str(name).replace("_", " "))
 
 
 def method_label(name) -> str:
