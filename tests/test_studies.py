@@ -101,6 +101,22 @@ def test_registered_study_meets_the_protocol():
     assert Study.from_dict(json.loads(json.dumps(study.to_dict()))) == study
 
 
+@pytest.mark.parametrize("name", registry.study_names())
+def test_every_registered_run_builds_its_config(name):
+    # a config error (e.g. init="text" without init_text) would otherwise surface only when
+    # the study reaches that arm, hours into its run
+    study = get_study(name)
+    for preset in (study.preset, "fast"):
+        base = study.base_config(preset)
+        for point in study.points():
+            for arm in study.arms:
+                config = study.run_config(base, arm.label, point, lr=None, seed=0, evaluate=True)
+                assert config.method == arm.method and config.eval_mrs == study.n_eval_tables
+    if name == "prompt_init":
+        text = study.run_config(study.base_config(), "text", {}, lr=None, seed=0, evaluate=False)
+        assert text.init == "text" and text.init_text == registry.INIT_TEXT
+
+
 @pytest.mark.skipif(
     len(load_e2e("synthetic", "test").mrs) < 250,
     reason="the synthetic test split holds 250 MRs only after the split-size change",
@@ -506,6 +522,14 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
     assert "tolerance 0.01" in line
     same, texts = live_slice(small_results, arm="prefix", seed=1, samples=2, cache=True)
     assert same == line and len(texts) == 2 and {"mr", "text"} <= set(texts[0])
+    same, run = live_slice(small_results, arm="prefix", seed=1, samples=2, cache=True,
+                           history=True)  # fmt: skip
+    assert same == line and [g["text"] for g in run.generations] == [g["text"] for g in texts]
+    assert len(run.loss) == SMALL.overrides["steps"] and run.val_step[-1] == len(run.loss)
+    same, run = live_slice(small_results, arm="prefix", seed=1, history=True)  # trains only
+    assert same == line and len(run.loss) == SMALL.overrides["steps"] and not run.generations
+    with pytest.raises(ValueError, match="history must be"):
+        live_slice(small_results, history="yes")
     with pytest.raises(ValueError, match="samples must be an int >= 0"):
         live_slice(small_results, samples=-1)
     for path in small_results.paths.values():
@@ -535,6 +559,8 @@ def test_live_slice_at_another_preset_checks_that_the_configuration_trains(
     assert "in 4 steps" in line and "reproducible only at the fast preset" in line
     start, end = (float(x) for x in line.split("val loss ")[1].split(" in ")[0].split(" -> "))
     assert end < start
+    again, run = live_slice(small_results, arm="prefix", seed=1, preset="cpu", history=True)
+    assert again == line and run.val_loss[-1] == pytest.approx(end, abs=1e-3)
     same = live_slice(small_results, arm="prefix", seed=1, preset="fast")
     assert same.startswith("live slice matches the committed rows")  # its own preset: compared
     with pytest.raises(ValueError, match="preset must be one of"):

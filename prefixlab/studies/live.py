@@ -110,6 +110,7 @@ def live_slice(
     samples: int = 0,
     callback=None,
     preset: str | None = None,
+    history: bool = False,
 ):
     """Rerun one committed stage-2 run and compare its final validation loss to the CSV row.
 
@@ -127,17 +128,21 @@ def live_slice(
             record attention as the run trains); only without cache and samples.
         preset: default the committed preset (the run is reproduced); another one only
             checks that the committed configuration still trains (see the module docstring).
+        history: return the live run's whole History instead of its generations (its
+            training loss per step, its validations and, with `samples`, its texts), so a
+            notebook can show the retrained run itself (notebook 01).
     Returns:
         One line: "live slice matches the committed rows (...)" or "live slice does NOT
         match the committed rows (...)", with both values and the tolerance; with `samples`,
         (line, generations) where generations are `History.generations` (mr, text, refs,
-        slot errors per table).
+        slot errors per table); with `history`, (line, History).
     """
     results = study if isinstance(study, StudyResults) else read_results(study, folder)
     require_number("tolerance", tolerance, above=0, hint="Try 0.01.")
     require_bool("cache", cache)
     require_bool("progress", progress)
     require_int("samples", samples, low=0, hint="0 = no generation; e.g. 4 for four texts.")
+    require_bool("history", history)
     other_preset = preset not in (None, results.provenance["preset"])
     if callback is not None and (cache or samples or other_preset or not callable(callback)):
         raise ValueError(
@@ -156,19 +161,18 @@ def live_slice(
     committed = float(row["final_val_loss"])
     if preset != committed_preset:  # validates along the way: the line compares the start
         config = config.with_(eval_mrs=samples) if samples else config
-        _, history, _ = run_experiment(config, cache=cache, progress=progress,
-                                       return_model=False)  # fmt: skip
-        line = _trains_line(history, who, seed, preset, committed_preset, committed, row)
-        return (line, history.generations) if samples else line
+        _, run, _ = run_experiment(config, cache=cache, progress=progress, return_model=False)
+        line = _trains_line(run, who, seed, preset, committed_preset, committed, row)
+        return _returned(line, run, samples, history)
     if samples or cache:
         config = config.with_(eval_mrs=samples) if samples else config
-        live, history, _ = run_experiment(config, cache=cache, progress=progress,
-                                          return_model=False)  # fmt: skip
+        live, run, _ = run_experiment(config, cache=cache, progress=progress,
+                                      return_model=False)  # fmt: skip
         value, steps_done = float(live["final_val_loss"]), int(live["steps_done"])
     else:  # train only, one validation at the end
-        _, _, history = train_run(config.with_(eval_every=None), progress=progress,
-                                  callback=callback)  # fmt: skip
-        value, steps_done = float(history.final_val_loss), history.steps_done
+        _, _, run = train_run(config.with_(eval_every=None), progress=progress,
+                              callback=callback)  # fmt: skip
+        value, steps_done = float(run.final_val_loss), run.steps_done
     same = math.isfinite(value) and abs(value - committed) <= tolerance
     same = same and steps_done == int(row["steps_done"])
     what = f"{who}, seed {seed}: val loss {value:.3f} vs {committed:.3f}, tolerance {tolerance:g}"
@@ -176,7 +180,14 @@ def live_slice(
         what += f"; steps {steps_done} vs {int(row['steps_done'])}"
     verdict = "matches" if same else "does NOT match"
     line = f"live slice {verdict} the committed rows ({what})"
-    return (line, history.generations) if samples else line
+    return _returned(line, run, samples, history)
+
+
+def _returned(line: str, run, samples: int, history: bool):
+    """What live_slice returns: the line, with the History or the generations asked for."""
+    if history:
+        return line, run
+    return (line, run.generations) if samples else line
 
 
 def _trains_line(history, who, seed, preset, committed_preset, committed, row) -> str:

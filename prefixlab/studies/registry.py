@@ -14,6 +14,8 @@ from prefixlab.methods import PROMPT_INITS
 from prefixlab.studies.definition import Arm, Study
 
 STUDIES: dict[str, Study] = {}
+# prompt_init's task description for init="text" (the words notebook 01 has always used)
+INIT_TEXT = "Describe the restaurant in one sentence:"
 
 
 def register(study: Study) -> Study:
@@ -89,7 +91,14 @@ register(
         "vocabulary tokens, from the embeddings of a task description and from the mean "
         "embedding (notebook 01), each at its own tuned rate: does starting from real tokens "
         "beat random vectors at this scale, as Lester et al. found for small models?",
-        arms=tuple(Arm(init, "prompt", {"init": init}) for init in PROMPT_INITS),
+        arms=tuple(
+            Arm(
+                init,
+                "prompt",
+                {"init": init, "init_text": INIT_TEXT} if init == "text" else {"init": init},
+            )
+            for init in PROMPT_INITS
+        ),
         preset="cpu",
         overrides={"n_val_mrs": 200},
         tuning_seeds=(100,),
