@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from prefixlab._validate import require_bool, require_number
+from prefixlab._validate import require_bool, require_int, require_number
 from prefixlab.adapted import AdaptedModel
 from prefixlab.batching import encode_for_training
 from prefixlab.config import RunConfig, active_preset
@@ -365,6 +365,19 @@ def _table_gain(config: RunConfig, adapted, tokenizer) -> dict:
             batch_size=t.eval_batch_size or t.batch_size, max_batches=t.eval_batches,
             overflow="skip", per_table=True,
         )  # fmt: skip
+
+
+def write_texts(config: RunConfig, adapted, tokenizer, history: History) -> dict:
+    """Generate for a trained run's evaluation tables as `run_experiment` does after training:
+    the first `config.eval_mrs` MRs of `config.eval_split`, decoded with the config's beams and
+    length. For a run retrained by `train_run` (`studies.live_slice(samples=...)`).
+
+    Returns:
+        The scores `run_experiment` puts in its row (bleu, slot_error_rate, missing_slots, ...);
+        `history.generations` is set to one dict per table (mr, text and its slot errors).
+    """
+    require_int("eval_mrs", config.eval_mrs, low=1, hint="Give the config eval_mrs=4, say.")
+    return _generation_scores(config, adapted, tokenizer, history)
 
 
 def _generation_scores(config, adapted, tokenizer, history: History) -> dict:

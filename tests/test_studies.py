@@ -528,6 +528,9 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
     assert len(run.loss) == SMALL.overrides["steps"] and run.val_step[-1] == len(run.loss)
     same, run = live_slice(small_results, arm="prefix", seed=1, history=True)  # trains only
     assert same == line and len(run.loss) == SMALL.overrides["steps"] and not run.generations
+    same, again = live_slice(small_results, arm="prefix", seed=1, samples=2)  # trains, then writes
+    assert same == line and [g["text"] for g in again] == [g["text"] for g in texts]
+    assert again[0]["missing"] == texts[0]["missing"]
     with pytest.raises(ValueError, match="history must be"):
         live_slice(small_results, history="yes")
     with pytest.raises(ValueError, match="samples must be an int >= 0"):

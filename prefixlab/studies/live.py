@@ -5,11 +5,13 @@ same, so a notebook that reads committed results also shows they can be reproduc
     # 'live slice matches the committed rows (prefix at lr 0.03, seed 0: val loss 1.234 vs
     #  1.234, tolerance 0.01)'
 
-The slice retrains the stage-2 run with the committed study definition, preset and rate, but
-without generation (the validation loss is measured before generation, so it does not change).
-Without the cache and samples it trains only (`runs.train_run`) and validates once, at the
-end: the validations in between read the parameters without changing them or the random
-state, so the final validation loss is the committed run's.
+The slice retrains the stage-2 run with the committed study definition, preset and rate, and
+generates for at most `samples` tables (the validation loss is measured before generation, so
+it does not change).
+Without the cache it trains only (`runs.train_run`) and validates once, at the end (the
+validations in between read the parameters without changing them or the random state, so
+the final validation loss is the committed run's), then writes the `samples` texts asked for
+(`runs.write_texts`); with the cache it reads or makes the whole run (`run_experiment`).
 
 At another preset (`preset="fast"`: 30 steps instead of the committed 300) nothing committed
 can be reproduced, so the slice checks less and says so: the committed configuration (arm,
@@ -32,7 +34,7 @@ from collections.abc import Mapping
 
 from prefixlab._validate import require_bool, require_choice, require_int, require_number
 from prefixlab.config import PRESETS
-from prefixlab.runs import run_experiment, train_run
+from prefixlab.runs import run_experiment, train_run, write_texts
 from prefixlab.studies.results import StudyResults, read_results
 
 TOLERANCE = 0.01  # nats per token: float and BLAS differences between machines stay far below
@@ -125,7 +127,7 @@ def live_slice(
         samples: also generate for the first `samples` evaluation tables (after the final
             validation, so the compared loss is the same) and return them.
         callback: called as callback(history, adapted) after every training step (e.g. to
-            record attention as the run trains); only without cache and samples.
+            record attention as the run trains); only without the cache.
         preset: default the committed preset (the run is reproduced); another one only
             checks that the committed configuration still trains (see the module docstring).
         history: return the live run's whole History instead of its generations (its
@@ -144,11 +146,11 @@ def live_slice(
     require_int("samples", samples, low=0, hint="0 = no generation; e.g. 4 for four texts.")
     require_bool("history", history)
     other_preset = preset not in (None, results.provenance["preset"])
-    if callback is not None and (cache or samples or other_preset or not callable(callback)):
+    if callback is not None and (cache or other_preset or not callable(callback)):
         raise ValueError(
-            "callback must be callable as callback(history, adapted), and needs cache=False, "
-            "samples=0 and the committed preset (a cached run, one that generates or one at "
-            "another preset does not train step by step here)."
+            "callback must be callable as callback(history, adapted), and needs cache=False "
+            "and the committed preset (a cached run or one at another preset does not train "
+            "step by step here)."
         )
     committed_preset = results.provenance["preset"]
     preset = committed_preset if preset is None else preset
@@ -164,15 +166,16 @@ def live_slice(
         _, run, _ = run_experiment(config, cache=cache, progress=progress, return_model=False)
         line = _trains_line(run, who, seed, preset, committed_preset, committed, row)
         return _returned(line, run, samples, history)
-    if samples or cache:
-        config = config.with_(eval_mrs=samples) if samples else config
-        live, run, _ = run_experiment(config, cache=cache, progress=progress,
-                                      return_model=False)  # fmt: skip
+    config = config.with_(eval_mrs=samples) if samples else config
+    if cache:
+        live, run, _ = run_experiment(config, cache=cache, progress=progress, return_model=False)
         value, steps_done = float(live["final_val_loss"]), int(live["steps_done"])
-    else:  # train only, one validation at the end
-        _, _, run = train_run(config.with_(eval_every=None), progress=progress,
-                              callback=callback)  # fmt: skip
+    else:  # train only, one validation at the end; then the texts, if asked for
+        adapted, tokenizer, run = train_run(config.with_(eval_every=None), progress=progress,
+                                            callback=callback)  # fmt: skip
         value, steps_done = float(run.final_val_loss), run.steps_done
+        if samples:
+            write_texts(config, adapted, tokenizer, run)
     same = math.isfinite(value) and abs(value - committed) <= tolerance
     same = same and steps_done == int(row["steps_done"])
     what = f"{who}, seed {seed}: val loss {value:.3f} vs {committed:.3f}, tolerance {tolerance:g}"
