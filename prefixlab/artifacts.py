@@ -30,11 +30,18 @@ from prefixlab.artifact_format import (
     CONFIG_NAME,
     FORMAT_VERSION,
     PEFT_CONFIG_NAME,
+    PEFT_RANDOM_PROMPT,
     PEFT_WEIGHTS_NAME,
     WEIGHTS_NAME,
     _base_name,
+    check_saved_method,
     info_text,
+    peft_base_fields,
+    peft_method,
     read_adapter_info,
+    read_peft_config,
+    read_peft_matrix,
+    restore_saved_fields,
 )
 from prefixlab.loading import ModelDims, base_fingerprint, model_dims
 from prefixlab.prefix import PrefixTuning
@@ -166,14 +173,12 @@ def load_adapter(path, model, *, method: str | None = None):
     if info.get("format") != "prefixlab-adapter":
         raise ValueError(f"{path} is not a prefixlab adapter (format={info.get('format')!r}).")
     saved_method = info["method"]
-    if method is not None and method != saved_method:
-        raise ValueError(f"Expected a {method} adapter but {path} holds a {saved_method} adapter.")
+    check_saved_method(path, saved_method, method)
     saved = ModelDims(**info["dims"])
     _check_dims(saved, model_dims(model), saved_method)
     weight = load_file(str(Path(path) / WEIGHTS_NAME))["weight"]
     adapter = _build(saved_method, model_dims(model), info["prefix_length"], weight, model)
-    adapter.init, adapter.init_text = info.get("init", adapter.init), info.get("init_text")
-    adapter.metadata = info.get("metadata", {})
+    restore_saved_fields(adapter, info)
     adapter.base_fingerprint = base_fingerprint(model)
     _warn_if_other_base(path, info, model, adapter.base_fingerprint)
     return adapter
@@ -197,11 +202,7 @@ def export_peft(adapter, path, *, model=None, base_model_name: str | None = None
         "num_transformer_submodules": 1,
         "num_attention_heads": dims.n_heads,
         "num_layers": dims.n_layers,
-        "base_model_name_or_path": base_model_name or _base_name(model),
-        "inference_mode": True,
-        "revision": None,
-        "modules_to_save": None,
-        "auto_mapping": None,
+        **peft_base_fields(model, base_model_name),
     }
     if adapter.method == "prefix":
         config = {
@@ -216,10 +217,7 @@ def export_peft(adapter, path, *, model=None, base_model_name: str | None = None
             **common,
             "peft_type": "PROMPT_TUNING",
             "token_dim": dims.d_model,
-            "prompt_tuning_init": "RANDOM",
-            "prompt_tuning_init_text": None,
-            "tokenizer_name_or_path": None,
-            "tokenizer_kwargs": None,
+            **PEFT_RANDOM_PROMPT,
         }
     (folder / PEFT_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     return folder
@@ -227,27 +225,14 @@ def export_peft(adapter, path, *, model=None, base_model_name: str | None = None
 
 def import_peft(path, model):
     """Read a PEFT prefix- or prompt-tuning adapter folder into a prefixlab adapter."""
-    folder = Path(path)
-    config_file = folder / PEFT_CONFIG_NAME
-    if not config_file.is_file():
-        raise FileNotFoundError(f"No {PEFT_CONFIG_NAME} in {folder}: not a PEFT adapter folder.")
-    config = json.loads(config_file.read_text())
+    folder, config = read_peft_config(path)
     if config.get("task_type") == "SEQ_2_SEQ_LM":
         from prefixlab.seq2seq_artifacts import import_peft_seq2seq
 
         return import_peft_seq2seq(folder, model)
-    peft_type = config.get("peft_type")
-    methods = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt"}
-    if peft_type not in methods:
-        raise ValueError(
-            f"{folder} holds a {peft_type} adapter; prefixlab imports PREFIX_TUNING and "
-            "PROMPT_TUNING only."
-        )
-    weights_file = folder / PEFT_WEIGHTS_NAME
-    if not weights_file.is_file():
-        raise FileNotFoundError(f"No {PEFT_WEIGHTS_NAME} in {folder}.")
-    weight = load_file(str(weights_file))["prompt_embeddings"]
-    method, dims = methods[peft_type], model_dims(model)
+    method = peft_method(folder, config)
+    weight = read_peft_matrix(folder)
+    dims = model_dims(model)
     if method == "prefix" and config.get("num_layers") not in (None, dims.n_layers):
         raise ValueError(
             f"PEFT prefix has num_layers={config['num_layers']}, the model has {dims.n_layers}."

@@ -52,7 +52,8 @@ def _check_max_length(max_length) -> None:
         raise ValueError(f"max_length must be an int >= 2 (tokens per row), got {max_length!r}.")
 
 
-def _pad_id(tokenizer) -> int:
+def pad_id(tokenizer) -> int:
+    """The id that pads rows: the pad token, else eos (a ValueError when it has neither)."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
         raise ValueError(
@@ -69,6 +70,26 @@ def _source_ids(tokenizer, mrs: Sequence[str]) -> list[list[int]]:
     if bos is not None and specials[:1] == [bos]:
         ids = [[bos] + row for row in ids]
     return [list(row) for row in ids]
+
+
+def string_pairs(pairs, names: str, error: type[Exception], empty: str) -> list:
+    """`pairs` as a list after checking that it holds string pairs: an `error` naming the
+    first bad item (as `names`, e.g. "(mr, ref)") and a ValueError ending with `empty` when
+    there is none; the check both encoders make."""
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError(f"No pairs to encode; {empty}")
+    for i, pair in enumerate(pairs):
+        if not (
+            isinstance(pair, (tuple, list))
+            and len(pair) == 2
+            and all(isinstance(x, str) for x in pair)
+        ):
+            raise error(
+                f"pairs must hold {names} string pairs; item {i} is {pair!r}. Pass "
+                f"dataset.pairs or a list of {names} tuples."
+            )
+    return pairs
 
 
 def encode_for_training(
@@ -103,19 +124,7 @@ def encode_for_training(
     _check_max_length(max_length)
     if tokenizer.eos_token_id is None:
         raise ValueError("The tokenizer has no eos token; the target must end with one.")
-    pairs = list(pairs)
-    if not pairs:
-        raise ValueError("No pairs to encode; the dataset is empty.")
-    for i, pair in enumerate(pairs):
-        if not (
-            isinstance(pair, (tuple, list))
-            and len(pair) == 2
-            and all(isinstance(x, str) for x in pair)
-        ):
-            raise TypeError(
-                f"pairs must hold (mr, ref) string pairs; item {i} is {pair!r}. Pass "
-                "dataset.pairs or a list of (mr, ref) tuples."
-            )
+    pairs = string_pairs(pairs, "(mr, ref)", TypeError, "the dataset is empty.")
     sources = _source_ids(tokenizer, [mr for mr, _ in pairs])
     targets = tokenizer([" " + ref for _, ref in pairs], add_special_tokens=False)["input_ids"]
     rows, kept, too_long = [], [], []
@@ -143,7 +152,7 @@ def encode_for_training(
             stacklevel=2,
         )
     width = max(len(s) + len(t) for s, t in rows)
-    pad = _pad_id(tokenizer)
+    pad = pad_id(tokenizer)
     input_ids = torch.full((len(rows), width), pad, dtype=torch.long)  # [N, T]
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)  # [N, T]
     labels = torch.full((len(rows), width), -100, dtype=torch.long)  # [N, T]
@@ -154,6 +163,20 @@ def encode_for_training(
         labels[row, n_src:n] = torch.tensor(tgt)
     tensors = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
     return EncodedPairs(tensors, n_dropped=len(too_long), kept=kept)
+
+
+def check_longest(rows: list[list[int]], texts: Sequence[str], noun: str, option: str,
+                  limit: int) -> int:  # fmt: skip
+    """The length of the longest of `rows` (token ids of `texts`); a ValueError naming that
+    text (as `noun`) and the `option` value it needs when it is longer than `limit`. Sources
+    for generation are never cut."""
+    longest = max(range(len(rows)), key=lambda i: len(rows[i]))
+    if len(rows[longest]) > limit:
+        raise ValueError(
+            f"{noun} {texts[longest]!r} takes {len(rows[longest])} tokens, more than "
+            f"{option}={limit}; pass {option}={len(rows[longest])} or more."
+        )
+    return len(rows[longest])
 
 
 def encode_for_generation(
@@ -172,14 +195,8 @@ def encode_for_generation(
     if not mrs:
         raise ValueError("No MRs to encode.")
     sources = _source_ids(tokenizer, mrs)
-    longest = max(range(len(sources)), key=lambda i: len(sources[i]))
-    if len(sources[longest]) > max_length:
-        raise ValueError(
-            f"MR {mrs[longest]!r} takes {len(sources[longest])} tokens, more than "
-            f"max_length={max_length}; pass max_length={len(sources[longest])} or more."
-        )
-    width = len(sources[longest])
-    input_ids = torch.full((len(sources), width), _pad_id(tokenizer), dtype=torch.long)  # [N, T]
+    width = check_longest(sources, mrs, "MR", "max_length", max_length)
+    input_ids = torch.full((len(sources), width), pad_id(tokenizer), dtype=torch.long)  # [N, T]
     attention_mask = torch.zeros((len(sources), width), dtype=torch.long)  # [N, T]
     for row, src in enumerate(sources):
         input_ids[row, width - len(src) :] = torch.tensor(src)
@@ -216,12 +233,28 @@ def iterate_batches(
             return
         batch = {key: value[index] for key, value in encoded.items()}
         if trim and "attention_mask" in batch:
-            used = batch["attention_mask"].any(dim=0).nonzero().flatten()  # columns with a token
-            if len(used):
-                lo, hi = int(used[0]), int(used[-1]) + 1
-                width = batch["attention_mask"].shape[1]
-                batch = {  # per-row entries such as task_ids [B] are not token columns
-                    key: value[:, lo:hi] if value.dim() == 2 and value.shape[1] == width else value
-                    for key, value in batch.items()
-                }
+            # an encoder-decoder batch (it has a decoder mask) pads its targets on their own
+            targets = TARGET_KEYS if "decoder_attention_mask" in batch else ()
+            batch = _trim(batch, "attention_mask", [k for k in batch if k not in targets])
+            if targets:
+                batch = _trim(batch, "decoder_attention_mask", [k for k in batch if k in targets])
         yield batch
+
+
+# The target-side columns of an encoder-decoder batch (`seq2seq_batching.encode_seq2seq`).
+TARGET_KEYS = ("labels", "decoder_input_ids", "decoder_attention_mask")
+
+
+def _trim(batch: dict, mask_key: str, keys) -> dict:
+    """Drop the columns of `keys` that are padding in every row of `batch[mask_key]`."""
+    used = batch[mask_key].any(dim=0).nonzero().flatten()  # columns with a token
+    if not len(used):
+        return batch
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    width = batch[mask_key].shape[1]
+    return {  # per-row entries such as task_ids [B] are not token columns
+        key: value[:, lo:hi]
+        if key in keys and value.dim() == 2 and value.shape[1] == width
+        else value
+        for key, value in batch.items()
+    }

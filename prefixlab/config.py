@@ -16,11 +16,17 @@ Presets (env var PREFIXLAB_PRESET picks one for `active_preset()`):
 - FAST: tens of steps, a few seconds per run; nbval and CI.
 - CPU: a few hundred steps, about 20 s to 2 min per run on the embedded tiny model.
 - GPU: gpt2-size models on a Colab GPU.
+
+Encoder-decoder runs: model="tiny-bart" (the embedded BART, `prefixlab.seq2seq`) or any
+encoder-decoder folder or hub id; `parts` says which attentions get a prefix ("encoder",
+"decoder", "cross"; all three by default) and the methods are ENCODER_DECODER_METHODS.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 import os
 import types
@@ -38,8 +44,9 @@ from prefixlab._validate import (
 )
 from prefixlab.e2e.held_out import format_held_out, parse_held_out
 from prefixlab.e2e.load import offline
-from prefixlab.methods import METHOD_TABLE, METHODS, method
-from prefixlab.paths import EMBEDDED_MODELS
+from prefixlab.methods import ENCODER_DECODER_METHODS, METHOD_TABLE, METHODS, method
+from prefixlab.paths import EMBEDDED_MODELS, EMBEDDED_SEQ2SEQ_RUN_NAMES
+from prefixlab.seq2seq import PARTS, SEQ2SEQ_PREFIX_INITS, check_parts
 
 SCHEDULES = ("linear", "cosine", "constant")
 # How "prefix+lora" trains its two parts (prefixlab.hybrid.train_hybrid): both at once, or the
@@ -51,6 +58,46 @@ PRESET_ENV = "PREFIXLAB_PRESET"
 # Peak learning rate per method when TrainConfig.lr is None: a read-only view of the
 # `prefixlab.methods` table, kept under this name because the notebooks cite it.
 DEFAULT_LR = types.MappingProxyType({m.name: m.default_lr for m in METHOD_TABLE})
+
+
+def encoder_decoder_model(model: str) -> bool | None:
+    """Whether a RunConfig's `model` is an encoder-decoder: True for "tiny-bart", False for the
+    embedded decoder-only models, read from config.json for a local folder, None for a hub id
+    (known once it is loaded; `prefixlab.runs.build` checks the run then)."""
+    if model in EMBEDDED_SEQ2SEQ_RUN_NAMES:
+        return True
+    if model in EMBEDDED_MODELS:
+        return False
+    return _folder_is_encoder_decoder(str(Path(model).expanduser().resolve()))
+
+
+@functools.lru_cache(maxsize=64)
+def _folder_is_encoder_decoder(folder: str) -> bool | None:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("is_encoder_decoder"))
+    except (OSError, ValueError):
+        return None
+
+
+def parse_parts(parts) -> tuple[str, ...]:
+    """`RunConfig.parts` from what a call gives: a tuple or list of names from PARTS, one name,
+    or names joined by "+" ("encoder+cross", as run tables show them). Returns them in PARTS
+    order."""
+    if isinstance(parts, str):
+        parts = tuple(parts.split("+"))
+    elif isinstance(parts, list):
+        parts = tuple(parts)
+    try:
+        return check_parts(parts)
+    except ValueError as err:
+        raise ValueError(
+            f"{err} parts picks the attentions of an encoder-decoder model that get a prefix: "
+            "any of 'encoder', 'decoder', 'cross', e.g. parts=('encoder', 'decoder') or "
+            "parts='encoder+decoder'."
+        ) from None
 
 
 def _unknown_field(cls, key: str, valid) -> ValueError:
@@ -185,7 +232,9 @@ class RunConfig:
     hybrid_schedule: str = "joint"  # "prefix+lora": "joint" or "prefix-then-lora"
     lora_lr_ratio: float = 0.1  # "prefix+lora": LoRA's peak rate = lr * this (3e-3 / 3e-2)
     prefix_share: float = 0.5  # "prefix-then-lora": the prefix stage's share of the steps
-    model: str = "tiny"  # load_model name: "tiny" ("nano", "mini"), a hub id ("gpt2"), a folder
+    model: str = "tiny"  # load_model name: "tiny" ("nano", "mini"), a hub id ("gpt2"), a folder;
+    # or an encoder-decoder: "tiny-bart" (load_seq2seq("tiny")), a hub id ("t5-small"), a folder
+    parts: tuple[str, ...] = PARTS  # encoder-decoder prefix: which of encoder, decoder, cross
     data: str = "synthetic"  # load_e2e source: "synthetic", a CSV path, a folder, ...
     n_train_mrs: int | None = None  # low-data runs: this many training MRs; None = all
     n_val_mrs: int | None = 50  # validation MRs for the validation loss; None = all
@@ -236,6 +285,39 @@ class RunConfig:
                 "override training fields with cfg.with_(steps=..., lr=...)."
             )
         self._check_hybrid()
+        object.__setattr__(self, "parts", parse_parts(self.parts))
+        kind = encoder_decoder_model(self.model)
+        if kind is not None:
+            self.check_model_kind(kind)
+
+    def check_model_kind(self, encoder_decoder: bool) -> None:
+        """Check the fields that depend on the model's architecture: `parts`, and for an
+        encoder-decoder the method and its init. Called when the config is built (the model
+        is known by name or folder) and again by `runs.build` once the model is loaded.
+
+        Raises:
+            ValueError: parts on a decoder-only model, or a method (or init) that the
+                encoder-decoder adapters do not have, naming those that work.
+        """
+        if not encoder_decoder:
+            if self.parts != PARTS:
+                raise ValueError(
+                    f"parts={self.parts} places the prefix of an encoder-decoder model, but "
+                    f"{self.model!r} is decoder-only (its prefix is in every self-attention "
+                    "layer). Leave parts out, or use model='tiny-bart'."
+                )
+            return
+        require_choice(
+            f"method (for the encoder-decoder model {self.model!r})", self.method,
+            ENCODER_DECODER_METHODS,
+            "Prefixes (direct or through the MLP) and soft prompts are built for "
+            "encoder-decoder models; the others need a decoder-only model such as 'tiny'.",
+        )  # fmt: skip
+        if method(self.method).adapter == "prefix":
+            require_choice(
+                f"init (for an encoder-decoder {self.method!r})", self.init,
+                SEQ2SEQ_PREFIX_INITS, "'vocab' and 'text' are decoder-only for now.",
+            )  # fmt: skip
 
     def _check_hybrid(self) -> None:
         """The fields of "prefix+lora" (checked for every method, as lora_rank is)."""
@@ -338,6 +420,7 @@ class RunConfig:
         out["lr"] = self.lr
         out["betas"] = list(self.train.betas)
         out["held_out"] = list(self.held_out)  # as the run cache's JSON reads it back
+        out["parts"] = "+".join(self.parts)  # one string per row: groups and filters easily
         return out
 
 
@@ -389,7 +472,8 @@ def lab_preset(model: str = "tiny") -> RunConfig:
     nbval/CI). The returned config runs on `model`."""
     if not isinstance(model, str) or not model.strip():
         raise ValueError(f"model must be a non-empty string such as 'tiny', got {model!r}.")
-    return active_preset("cpu" if model in EMBEDDED_MODELS else "gpu").with_(model=model)
+    embedded = model in EMBEDDED_MODELS or model in EMBEDDED_SEQ2SEQ_RUN_NAMES
+    return active_preset("cpu" if embedded else "gpu").with_(model=model)
 
 
 def lab_sources(model: str = "tiny", data: str = "synthetic") -> tuple[str, str]:
@@ -405,7 +489,8 @@ def lab_sources(model: str = "tiny", data: str = "synthetic") -> tuple[str, str]
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{name} must be a non-empty string, got {value!r}.")
     fallback = "Falling back to the embedded default: model 'tiny', data 'synthetic'."
-    if model not in EMBEDDED_MODELS and not Path(model).expanduser().is_dir():
+    embedded = model in EMBEDDED_MODELS or model in EMBEDDED_SEQ2SEQ_RUN_NAMES
+    if not embedded and not Path(model).expanduser().is_dir():
         from transformers import AutoConfig
 
         try:

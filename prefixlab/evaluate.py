@@ -15,16 +15,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from prefixlab._validate import require_bool
-from prefixlab.adapted import check_generation_budget
-from prefixlab.batching import encode_for_generation, encode_for_training, iterate_batches
+from prefixlab.batching import iterate_batches
 from prefixlab.e2e.mr import parse_mr
 
 # Re-exported: notebooks and tests call prefixlab.evaluate.slot_error_rate and friends.
 from prefixlab.e2e.slots import family_polarity as family_polarity
 from prefixlab.e2e.slots import slot_error_rate, slot_errors
+from prefixlab.pair_format import model_call, pair_format
 
 # -- BLEU --------------------------------------------------------------------------------------
 
@@ -260,16 +259,14 @@ def validation_loss(
     ):
         raise ValueError(f"max_batches must be an int >= 1 or None (all), got {max_batches!r}.")
     device = _device_of(adapted)
+    form = pair_format(adapted)  # decoder-only or encoder-decoder (`prefixlab.pair_format`)
     total, count = 0.0, 0
     for batch in _first_batches(encoded, batch_size, max_batches):
         batch = {k: v.to(device) for k, v in batch.items()}
-        n = int((batch["labels"][:, 1:] != -100).sum())  # tokens the loss averages over
+        n = form.n_scored(batch["labels"])  # tokens the loss averages over
         if n == 0:
             continue
-        per_row = {"task_ids": batch["task_ids"]} if "task_ids" in batch else {}
-        loss = adapted(
-            batch["input_ids"], batch["attention_mask"], labels=batch["labels"], **per_row
-        ).loss
+        loss = model_call(adapted, batch).loss
         total += float(loss) * n
         count += n
     if count == 0:
@@ -296,18 +293,13 @@ def row_losses(
     """
     _check_encoded(encoded, ("input_ids", "attention_mask", "labels"))
     device = _device_of(adapted)
+    form = pair_format(adapted)  # which positions are scored (`prefixlab.pair_format`)
     sums, tokens = [], []
     for batch in _first_batches(encoded, batch_size, max_batches):
         batch = {k: v.to(device) for k, v in batch.items()}
-        per_row = {"task_ids": batch["task_ids"]} if "task_ids" in batch else {}
-        logits = adapted(batch["input_ids"], batch["attention_mask"], **per_row).logits  # [B, T, V]
-        targets = batch["labels"][:, 1:]  # [B, T-1]: position t predicts token t + 1
-        losses = F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), targets.reshape(-1), ignore_index=-100,
-            reduction="none",
-        ).view(targets.shape)  # fmt: skip
-        sums.append(losses.sum(dim=1).double().cpu())
-        tokens.append((targets != -100).sum(dim=1).cpu())
+        row_sums, row_tokens = form.row_losses(adapted, batch)  # [B], [B]
+        sums.append(row_sums.cpu())
+        tokens.append(row_tokens.cpu())
     if not sums:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
     return torch.cat(sums).numpy(), torch.cat(tokens).numpy().astype(np.int64)
@@ -317,7 +309,7 @@ def _losses_by_table(adapted, tokenizer, pairs, tables, *, max_length, batch_siz
                      overflow) -> dict[str, list[float]]:  # fmt: skip
     """{table: [summed loss, scored tokens]} over the rows evaluated; `tables[i]` names the
     table pair i belongs to (its reference's own MR, also when it is read after another)."""
-    encoded = encode_for_training(tokenizer, pairs, max_length, overflow=overflow)
+    encoded = pair_format(adapted).encode(tokenizer, pairs, max_length, overflow=overflow)
     sums, tokens = row_losses(adapted, encoded, batch_size, max_batches)
     out: dict[str, list[float]] = {}
     for row, (loss, n) in enumerate(zip(sums, tokens, strict=True)):
@@ -393,7 +385,7 @@ def table_gain(
                 "table_gain": loss_wrong - loss_right, "per_table": per}  # fmt: skip
 
     def loss(rows):
-        encoded = encode_for_training(tokenizer, rows, max_length, overflow=overflow)
+        encoded = pair_format(adapted).encode(tokenizer, rows, max_length, overflow=overflow)
         return validation_loss(adapted, encoded, batch_size, max_batches)
 
     right = loss(pairs) if right_loss is None else right_loss
@@ -416,11 +408,6 @@ def _device_of(module) -> torch.device:
         return next(module.parameters()).device
     except StopIteration:
         return torch.device("cpu")
-
-
-def _context_length(adapted) -> int:
-    dims = getattr(adapted, "dims", None)
-    return int(getattr(dims, "n_positions", 0) or 0)
 
 
 @torch.no_grad()
@@ -467,15 +454,14 @@ def generate_texts(
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     device = _device_of(adapted)
-    context = _context_length(adapted)
-    prefix_length = int(getattr(adapted, "prefix_length", 0) or 0)
+    form = pair_format(adapted)  # the source's layout and where the text starts
     generate_kwargs.setdefault("do_sample", False)
     texts: list[str] = []
     for start in range(0, len(mrs), batch_size):
         chunk = mrs[start : start + batch_size]
-        enc = encode_for_generation(tokenizer, chunk, max_length=max_length)
+        enc = form.encode_sources(tokenizer, chunk, max_length)
         T = enc["input_ids"].shape[1]
-        check_generation_budget(prefix_length, T, max_new_tokens, context)
+        form.check_budget(adapted, T, max_new_tokens)
         out = adapted.generate(
             enc["input_ids"].to(device),
             enc["attention_mask"].to(device),
@@ -485,7 +471,7 @@ def generate_texts(
             pad_token_id=pad,
             **generate_kwargs,
         )  # [B, T + new]
-        for row in out[:, T:].tolist():
+        for row in form.new_tokens(out, T).tolist():
             if eos in row:
                 row = row[: row.index(eos)]
             texts.append(tokenizer.decode(row, skip_special_tokens=True).strip())

@@ -215,6 +215,38 @@ def _quiet_loading(quiet: bool):
             hf_logging.enable_progress_bar()
 
 
+def dtype_from_name(dtype):
+    """`dtype` given by name ("float32", "bfloat16") as the torch dtype; anything else as is.
+
+    Raises:
+        ValueError: for a name that is not a torch dtype.
+    """
+    if isinstance(dtype, str):
+        resolved = getattr(torch, dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(f"dtype={dtype!r} is not a torch dtype; try 'float32' or 'bfloat16'.")
+        return resolved
+    return dtype
+
+
+def _from_pretrained(auto_class, path: str, check, *, dtype, attn_implementation: str, quiet: bool):
+    """(model, tokenizer) from `path` with `auto_class` (e.g. AutoModelForCausalLM), after
+    `check(config)` accepted its config (it raises for the wrong kind of model). `dtype` None
+    keeps the checkpoint's; `quiet` hides the per-file progress bars. OSError when not found.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(path)
+    check(config)
+    kwargs = {"attn_implementation": attn_implementation}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    with _quiet_loading(quiet):
+        model = auto_class.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
+
+
 def load_model(
     name_or_path: str = TINY,
     *,
@@ -239,7 +271,7 @@ def load_model(
     Returns:
         (model, tokenizer). The tokenizer has a pad token (eos when the checkpoint has none).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise ValueError(f"name_or_path must be a string or path, got {type(name_or_path)}.")
@@ -248,24 +280,16 @@ def load_model(
             f"attn_implementation={attn_implementation!r} is not one of {ATTN_IMPLEMENTATIONS}. "
             "Use 'eager' to be able to record attention."
         )
-    if isinstance(dtype, str):
-        resolved = getattr(torch, dtype, None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"dtype={dtype!r} is not a torch dtype; try 'float32' or 'bfloat16'.")
-        dtype = resolved
+    dtype = dtype_from_name(dtype)
 
     name = str(name_or_path)
     embedded = name in EMBEDDED_MODELS
     path = str(embedded_model_dir(name)) if embedded else name
     try:
-        config = AutoConfig.from_pretrained(path)
-        model_dims(config)  # rejects models that are not causal LMs with a clear message
-        kwargs = {"attn_implementation": attn_implementation}
-        if dtype is not None:
-            kwargs["dtype"] = dtype
-        with _quiet_loading(embedded):
-            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+        # model_dims rejects models that are not causal LMs with a clear message
+        model, tokenizer = _from_pretrained(AutoModelForCausalLM, path, model_dims, dtype=dtype,
+                                            attn_implementation=attn_implementation,
+                                            quiet=embedded)  # fmt: skip
     except OSError as err:  # a ValueError (e.g. an encoder-decoder config) passes unchanged
         if fallback_to_tiny and not embedded:
             warnings.warn(

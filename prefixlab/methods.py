@@ -39,6 +39,8 @@ class Method:
     inits: tuple[str, ...]  # allowed `init` values; () when the method has no adapter init
     uses_prefix_length: bool  # trains P virtual positions (prefix_length matters)
     uses_lora: bool = False  # trains LoRA in the attention projections (lora_rank matters)
+    # runs on an encoder-decoder model too (`prefixlab.seq2seq`; RunConfig(model="tiny-bart"))
+    encoder_decoder: bool = False
 
     @property
     def is_hybrid(self) -> bool:
@@ -51,12 +53,12 @@ class Method:
 # times smaller.
 METHOD_TABLE: tuple[Method, ...] = (
     Method("prefix", "prefix tuning (direct)", "prefix tuning", "#0072b2",  # blue
-           "prefix", "none", 3e-2, PREFIX_INITS, True),
+           "prefix", "none", 3e-2, PREFIX_INITS, True, encoder_decoder=True),
     # sky blue: the same family as "prefix", trained through an MLP
     Method("prefix+mlp", "prefix tuning + MLP (while training)", "prefix tuning + MLP",
-           "#56b4e9", "prefix", "mlp", 3e-3, PREFIX_INITS, True),
+           "#56b4e9", "prefix", "mlp", 3e-3, PREFIX_INITS, True, encoder_decoder=True),
     Method("prompt", "prompt tuning", "prompt tuning", "#d55e00",  # vermillion: the contrast
-           "prompt", "none", 3e-2, PROMPT_INITS, True),
+           "prompt", "none", 3e-2, PROMPT_INITS, True, encoder_decoder=True),
     # orange: a prefix's key/values placed between table and text (Li & Liang's Table 5)
     Method("infix", "infix tuning (between table and text)", "infix tuning", "#e69f00",
            "infix", "none", 3e-2, PREFIX_INITS, True),
@@ -65,7 +67,7 @@ METHOD_TABLE: tuple[Method, ...] = (
     Method("full", "full fine-tuning", "full fine-tuning", "#cc79a7",  # reddish purple
            None, "none", 5e-4, (), False),
     Method("none", "frozen model (nothing trained)", "frozen model", "#4d4d4d",  # dark grey
-           None, "none", 0.0, (), False),
+           None, "none", 0.0, (), False, encoder_decoder=True),
     # indigo (Paul Tol): a prefix (its lr is the prefix's rate; LoRA trains at
     # RunConfig.lora_lr_ratio times it) plus LoRA, trained by prefixlab.hybrid.train_hybrid
     Method("prefix+lora", "prefix tuning + LoRA (hybrid)", "prefix + LoRA", "#332288",
@@ -73,6 +75,9 @@ METHOD_TABLE: tuple[Method, ...] = (
 )  # fmt: skip
 
 METHODS: tuple[str, ...] = tuple(m.name for m in METHOD_TABLE)
+# What an encoder-decoder run can train: a prefix (direct or through the MLP), a soft prompt,
+# or nothing (the frozen model reads the MR cold).
+ENCODER_DECODER_METHODS: tuple[str, ...] = tuple(m.name for m in METHOD_TABLE if m.encoder_decoder)
 _BY_NAME = {m.name: m for m in METHOD_TABLE}
 
 

@@ -19,6 +19,12 @@ TINY_MODEL_DIRNAME = "tiny-gpt2"
 # The embedded models, smallest first: one recipe at three sizes (scripts/build_tiny_model.py
 # --size NAME), each in data/<name>-gpt2. "tiny" is the default everywhere.
 EMBEDDED_MODELS = ("nano", "tiny", "mini")
+# The embedded encoder-decoder (scripts/build_tiny_seq2seq.py), in data/<name>-bart, loaded by
+# prefixlab.seq2seq.load_seq2seq(name); it shares tiny-gpt2's tokenizer.
+EMBEDDED_SEQ2SEQ_MODELS = ("tiny",)
+# What a RunConfig calls each embedded encoder-decoder: its folder's name, "tiny-bart" for
+# load_seq2seq("tiny") (RunConfig's "tiny" is the decoder-only tiny-gpt2).
+EMBEDDED_SEQ2SEQ_RUN_NAMES = {f"{name}-bart": name for name in EMBEDDED_SEQ2SEQ_MODELS}
 SYNTHETIC_E2E_DIRNAME = "synthetic-e2e"
 
 
@@ -75,6 +81,31 @@ def embedded_model_dir(name: str = "tiny") -> Path:
             f"The embedded model {name!r} is missing from {path}. Rebuild it with "
             f"`python scripts/build_tiny_model.py --size {name}`, or check out the repository's "
             "data/ folder."
+        )
+    return path
+
+
+def embedded_seq2seq_dir(name: str = "tiny") -> Path:
+    """Folder of the embedded encoder-decoder model (a tiny BART): data/<name>-bart.
+
+    Args:
+        name: one of `EMBEDDED_SEQ2SEQ_MODELS` ("tiny").
+
+    Raises:
+        ValueError: another name, listing the embedded ones.
+        FileNotFoundError: the folder is missing, saying how to rebuild it.
+    """
+    if name not in EMBEDDED_SEQ2SEQ_MODELS:
+        raise ValueError(
+            f"No embedded encoder-decoder model {name!r}; the embedded ones are "
+            f"{EMBEDDED_SEQ2SEQ_MODELS}."
+        )
+    path = data_dir() / f"{name}-bart"
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"The embedded encoder-decoder model {name!r} is missing from {path}. Rebuild it "
+            "with `python scripts/build_tiny_seq2seq.py`, or check out the repository's data/ "
+            "folder."
         )
     return path
 

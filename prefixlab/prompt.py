@@ -18,6 +18,49 @@ from prefixlab.prefix import check_prefix_length, dims_of, init_token_ids
 PROMPT_INITS = method("prompt").inits  # random, vocab, text, mean
 
 
+@torch.no_grad()
+def initial_prompt(
+    table: torch.Tensor | None,
+    prefix_length: int,
+    d_model: int,
+    *,
+    init: str,
+    seed: int,
+    tokenizer=None,
+    init_text: str | None = None,
+    scale: float = 1.0,
+) -> torch.Tensor:
+    """The soft prompt an adapter starts from (`PromptTuning`, `seq2seq.Seq2SeqPromptTuning`).
+
+    Args:
+        table: the model's input embedding matrix [V, d_model], or None for an adapter built
+            from dims alone (init "random" only: standard normal, to be overwritten by loading).
+        init: "random" (normal with the table's std), "vocab" (rows of P random real tokens),
+            "text" (rows of `init_text`'s tokens, repeated or cut to P) or "mean" (the mean row
+            in every slot).
+        scale: what the model multiplies an embedding row by before its first layer (BART's
+            `embed_scale`); the prompt starts as the rows the model itself sees.
+    Returns:
+        [P, d_model], on the table's device and in its dtype.
+    """
+    g = torch.Generator().manual_seed(seed)
+    if table is None:
+        if init != "random":
+            raise ValueError(f"init={init!r} reads the model's embeddings: pass the model.")
+        return torch.randn(prefix_length, d_model, generator=g)
+    table = table.detach()
+    if init == "random":
+        std = table.float().std().item() * scale
+        soft = torch.randn(prefix_length, d_model, generator=g) * std
+    elif init == "mean":
+        soft = (table.float().mean(0, keepdim=True) * scale).expand(prefix_length, -1).clone()
+    else:
+        ids = init_token_ids(prefix_length, init=init, vocab_size=table.shape[0], generator=g,
+                             tokenizer=tokenizer, init_text=init_text)  # fmt: skip
+        soft = table[ids.to(table.device)].float() * scale
+    return soft.to(device=table.device, dtype=table.dtype)
+
+
 class PromptTuning(nn.Module):
     """A soft prompt of P trainable input embeddings.
 
@@ -52,31 +95,11 @@ class PromptTuning(nn.Module):
         self.base_fingerprint = None if isinstance(model, ModelDims) else base_fingerprint(model)
         self.prefix_length = check_prefix_length(prefix_length, dims)
         require_choice("init", init, PROMPT_INITS)
-        if init != "random" and isinstance(model, ModelDims):
-            raise ValueError(f"init={init!r} reads the model's embeddings: pass the model.")
         self.init = init
         self.init_text = init_text
-        P = self.prefix_length
-        g = torch.Generator().manual_seed(seed)
-        if isinstance(model, ModelDims):
-            soft = torch.randn(P, dims.d_model, generator=g)
-        else:
-            table = model.get_input_embeddings().weight.detach()  # [V, d_model]
-            if init == "random":
-                soft = torch.randn(P, dims.d_model, generator=g) * table.float().std().item()
-            elif init == "mean":
-                soft = table.float().mean(0, keepdim=True).expand(P, -1).clone()
-            else:
-                ids = init_token_ids(
-                    P,
-                    init=init,
-                    vocab_size=table.shape[0],
-                    generator=g,
-                    tokenizer=tokenizer,
-                    init_text=init_text,
-                )
-                soft = table[ids.to(table.device)].float()
-            soft = soft.to(device=table.device, dtype=table.dtype)
+        table = None if isinstance(model, ModelDims) else model.get_input_embeddings().weight
+        soft = initial_prompt(table, self.prefix_length, dims.d_model, init=init, seed=seed,
+                              tokenizer=tokenizer, init_text=init_text)  # fmt: skip
         self.weight = nn.Parameter(soft)  # [P, d_model]
 
     def forward(self, batch_size: int = 1) -> torch.Tensor:

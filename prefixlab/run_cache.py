@@ -27,7 +27,12 @@ from torch import nn
 from prefixlab._version import __version__
 from prefixlab.config import RunConfig, TrainConfig
 from prefixlab.methods import method
-from prefixlab.paths import EMBEDDED_MODELS, embedded_model_dir
+from prefixlab.paths import (
+    EMBEDDED_MODELS,
+    EMBEDDED_SEQ2SEQ_RUN_NAMES,
+    embedded_model_dir,
+    embedded_seq2seq_dir,
+)
 from prefixlab.train import History, jsonable
 
 CACHE_ENV = "PREFIXLAB_CACHE"
@@ -37,6 +42,9 @@ MAX_CACHED_PARAMETERS = 20_000_000  # trained weights kept on disk only below th
 RUN_MODULE = "prefixlab.runs"
 # RunConfig fields only "prefix+lora" reads (prefixlab.hybrid); reset for every other method.
 HYBRID_FIELDS = ("hybrid_schedule", "lora_lr_ratio", "prefix_share")
+# RunConfig fields added after runs were cached: left out of the key at their default value,
+# so that every run made before them keeps its key.
+LATER_FIELDS = ("parts",)
 _FINGERPRINTS: dict = {}  # model name / "code" -> fingerprint, computed once per process
 
 
@@ -67,6 +75,8 @@ def _model_fingerprint(name: str) -> str:
     path = None
     if name in EMBEDDED_MODELS:
         path = embedded_model_dir(name)
+    elif name in EMBEDDED_SEQ2SEQ_RUN_NAMES:
+        path = embedded_seq2seq_dir(EMBEDDED_SEQ2SEQ_RUN_NAMES[name])
     elif Path(name).expanduser().is_dir():
         path = Path(name).expanduser()
     if path is None:
@@ -184,6 +194,8 @@ def canonical(config: RunConfig) -> RunConfig:
         changes["mlp_hidden"] = defaults.mlp_hidden
     if not row.uses_lora:
         changes.update(lora_rank=defaults.lora_rank, lora_alpha=defaults.lora_alpha)
+    if row.adapter != "prefix":  # parts places a prefix; a soft prompt sits in the encoder input
+        changes["parts"] = defaults.parts
     if not row.is_hybrid:
         changes.update({name: getattr(defaults, name) for name in HYBRID_FIELDS})
     elif config.hybrid_schedule == "joint":  # one stage: no share to split
@@ -203,12 +215,17 @@ def canonical(config: RunConfig) -> RunConfig:
 
 def key_fields(config: RunConfig) -> dict:
     """The config part of a run's cache key: the canonical config as a dict, without the
-    fields of "prefix+lora" for the other methods, so that adding the hybrid left their
-    keys' config part as it was (tests/test_hybrid_runs.py pins it)."""
+    fields of "prefix+lora" for the other methods, and without the LATER_FIELDS at their
+    defaults, so that adding the hybrid and encoder-decoder runs left the other keys' config
+    part as it was (tests/test_hybrid_runs.py pins it)."""
     config = canonical(config)
     fields = config.to_dict()
     if not method(config.method).is_hybrid:
         for name in HYBRID_FIELDS:
+            del fields[name]
+    defaults = RunConfig()
+    for name in LATER_FIELDS:
+        if fields[name] == getattr(defaults, name):
             del fields[name]
     return jsonable(fields)
 

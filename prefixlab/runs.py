@@ -2,7 +2,11 @@
 
 - `build(config)`: the frozen model (loaded once per process, `base_model`) and an untrained
   AdaptedModel for the method: prefix, prompt, LoRA, prefix + LoRA, full fine-tuning or
-  nothing.
+  nothing. For an encoder-decoder model (model="tiny-bart", or any BART/T5 folder or hub id)
+  a Seq2SeqAdaptedModel: a prefix in the attentions `config.parts` names, a soft prompt, or
+  nothing. Everything after the build is shared: the batches, the loss, generation and the
+  table gain read the architecture from the model (`prefixlab.pair_format`); for an
+  encoder-decoder the table gain swaps the encoder's input.
 - `train_run(config)`: build and train only (what `run_experiment` does before measuring).
 - `run_experiment(config)`: build, `prefixlab.train.train` (`prefixlab.hybrid.train_hybrid`
   for "prefix+lora", with its schedule), then generate for held-out MRs and
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
 import math
 import warnings
@@ -29,8 +34,7 @@ from tqdm.auto import tqdm
 
 from prefixlab._validate import require_bool, require_int, require_number
 from prefixlab.adapted import AdaptedModel
-from prefixlab.batching import encode_for_training
-from prefixlab.config import RunConfig, active_preset
+from prefixlab.config import RunConfig, active_preset, encoder_decoder_model
 from prefixlab.e2e import load_e2e
 from prefixlab.e2e.held_out import (
     HELD_OUT_POOL_MRS,
@@ -50,6 +54,8 @@ from prefixlab.infix import InfixTuning, separator_ids
 from prefixlab.loading import load_model
 from prefixlab.lora import add_lora
 from prefixlab.methods import method
+from prefixlab.pair_format import is_encoder_decoder, pair_format
+from prefixlab.paths import EMBEDDED_SEQ2SEQ_RUN_NAMES
 from prefixlab.prefix import PrefixTuning
 from prefixlab.prompt import PromptTuning
 from prefixlab.run_cache import (
@@ -61,6 +67,8 @@ from prefixlab.run_cache import (
     run_key,
     save_entry,
 )
+from prefixlab.seq2seq import Seq2SeqPrefixTuning, Seq2SeqPromptTuning, load_seq2seq
+from prefixlab.seq2seq_adapted import Seq2SeqAdaptedModel
 from prefixlab.stability import count_spikes, final_loss, stability_summary
 from prefixlab.train import History, jsonable, progress_enabled, train
 
@@ -81,8 +89,27 @@ def _resolve_device(device: str | None) -> str:
 def _load(name: str, device: str):
     key = (name, device)
     if key not in _MODELS:
-        _MODELS[key] = load_model(name, device=device)
+        if names_encoder_decoder(name):
+            _MODELS[key] = load_seq2seq(EMBEDDED_SEQ2SEQ_RUN_NAMES.get(name, name), device=device)
+        else:
+            _MODELS[key] = load_model(name, device=device)
     return _MODELS[key]
+
+
+@functools.lru_cache(maxsize=32)
+def names_encoder_decoder(model: str) -> bool:
+    """Whether RunConfig.model names an encoder-decoder model: known from the name or the
+    folder (`config.encoder_decoder_model`), else from the hub config (only the config file is
+    read). A name that cannot be read counts as decoder-only: `load_model` says what is wrong."""
+    kind = encoder_decoder_model(model)
+    if kind is None:
+        from transformers import AutoConfig
+
+        try:
+            kind = bool(getattr(AutoConfig.from_pretrained(model), "is_encoder_decoder", False))
+        except (OSError, ValueError):
+            kind = False
+    return kind
 
 
 def base_model(config: RunConfig | None = None):
@@ -156,9 +183,11 @@ def _encoded(config: RunConfig, tokenizer, split: str, n_mrs: int | None, field_
     key = ("encoded", config.model, config.data, split, n_mrs, subset_seed(config, field_name),
            config.held_out, _KEEP[field_name], config.train.max_length)  # fmt: skip
     if key not in _DATA:
-        # Pairs longer than max_length are skipped: encode_for_training warns once with the
-        # count, and the run row carries it (dropped_train_pairs, dropped_val_pairs).
-        _DATA[key] = encode_for_training(
+        # Pairs longer than max_length are skipped: the encoder warns once with the count,
+        # and the run row carries it (dropped_train_pairs, dropped_val_pairs). The model's
+        # architecture decides the layout (`prefixlab.pair_format`).
+        form = pair_format(base_model(config)[0])
+        _DATA[key] = form.encode(
             tokenizer, _dataset(config, split, n_mrs, field_name).pairs,
             config.train.max_length,
             overflow="skip",
@@ -174,6 +203,9 @@ def build(config: RunConfig):
         once per process; LoRA, prefix + LoRA and full fine-tuning get their own copy.
     """
     base, tokenizer = base_model(config)
+    config.check_model_kind(is_encoder_decoder(base))  # a hub model is known once loaded
+    if is_encoder_decoder(base):
+        return _build_seq2seq(config, base, tokenizer), tokenizer
     seed = config.train.seed
     adapter_kind = method(config.method).adapter
     if method(config.method).is_hybrid:  # a direct prefix plus LoRA on a copy of the model
@@ -212,10 +244,37 @@ def build(config: RunConfig):
     return AdaptedModel(base, None), tokenizer
 
 
+def _build_seq2seq(config: RunConfig, base, tokenizer) -> Seq2SeqAdaptedModel:
+    """The untrained Seq2SeqAdaptedModel of an encoder-decoder run (method checked by
+    `RunConfig.check_model_kind`): a prefix in `config.parts`, a soft prompt, or nothing."""
+    seed = config.train.seed
+    adapter_kind = method(config.method).adapter
+    if adapter_kind == "prefix":
+        adapter = Seq2SeqPrefixTuning(
+            base, config.prefix_length, parts=config.parts, reparam=config.reparam,
+            mlp_hidden=config.mlp_hidden, init=config.init, seed=seed,
+        )  # fmt: skip
+        return Seq2SeqAdaptedModel(base, adapter)
+    if adapter_kind == "prompt":
+        adapter = Seq2SeqPromptTuning(
+            base, config.prefix_length, init=config.init, init_text=config.init_text,
+            tokenizer=tokenizer, seed=seed,
+        )  # fmt: skip
+        return Seq2SeqAdaptedModel(base, adapter)
+    return Seq2SeqAdaptedModel(base, None)
+
+
+def _places_parts(config: RunConfig) -> bool:
+    """Whether the run's `parts` decides anything: a prefix on an encoder-decoder model."""
+    return method(config.method).adapter == "prefix" and names_encoder_decoder(config.model)
+
+
 def _label(config: RunConfig) -> str:
     parts = [config.method]
     if config.uses_prefix_length:
         parts.append(f"P={config.prefix_length}")
+    if _places_parts(config):
+        parts.append("+".join(config.parts))
     if method(config.method).uses_lora:
         parts.append(f"r={config.lora_rank}")
     if method(config.method).is_hybrid:
@@ -428,7 +487,9 @@ def _row(config: RunConfig, adapted, history: History) -> dict:
         flat["prefix_share"] = None
     if config.method == "none":
         flat["lr"] = None
-    row = {"label": _label(config), **flat}
+    if not _places_parts(config):
+        flat["parts"] = None
+    row = {"label": _label(config), "architecture": pair_format(adapted).name, **flat}
     row.update(
         trainable_params=n_trainable_parameters(adapted) if config.method != "none" else 0,
         steps_done=history.steps_done,

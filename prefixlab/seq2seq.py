@@ -21,6 +21,10 @@ self-attention only; `seq2seq_artifacts` maps between the two (and says what can
 
 Prompt tuning: P soft tokens in front of the encoder input, as PEFT does; the decoder is
 untouched. `Seq2SeqAdaptedModel` (seq2seq_adapted.py) feeds either adapter to the model.
+
+`load_seq2seq("tiny")` loads the embedded encoder-decoder (data/tiny-bart, a 2 + 2 layer BART
+pretrained by this project with tiny-gpt2's tokenizer); `seq2seq_batching.encode_seq2seq`
+makes its batches.
 """
 
 from __future__ import annotations
@@ -32,11 +36,20 @@ import torch
 from torch import nn
 
 from prefixlab._validate import require_choice, require_int, require_number
-from prefixlab.loading import ATTN_IMPLEMENTATIONS, _first, embedding_checksum, freeze
-from prefixlab.prefix import check_prefix_length, init_token_ids
-from prefixlab.prompt import PROMPT_INITS
+from prefixlab.loading import (
+    ATTN_IMPLEMENTATIONS,
+    _first,
+    _from_pretrained,
+    dtype_from_name,
+    embedding_checksum,
+    freeze,
+)
+from prefixlab.paths import EMBEDDED_SEQ2SEQ_MODELS, embedded_seq2seq_dir
+from prefixlab.prefix import check_prefix_length
+from prefixlab.prompt import PROMPT_INITS, initial_prompt
 
 PARTS = ("encoder", "decoder", "cross")
+TINY_SEQ2SEQ = "tiny"  # the embedded encoder-decoder, data/tiny-bart
 SEQ2SEQ_PREFIX_INITS = ("random", "zero")
 REPARAMS = ("none", "mlp")
 
@@ -154,7 +167,7 @@ def seq2seq_fingerprint(model: nn.Module) -> dict:
 
 
 def load_seq2seq(
-    name_or_path: str,
+    name_or_path: str = TINY_SEQ2SEQ,
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | str | None = None,
@@ -163,10 +176,13 @@ def load_seq2seq(
     """Load an encoder-decoder model (BART, T5, ...) and its tokenizer, frozen, in eval mode.
 
     Args:
-        name_or_path: a hub id such as "facebook/bart-base" or "t5-small", or a local folder
-            (no encoder-decoder model is embedded in prefixlab yet).
+        name_or_path: "tiny" (the embedded tiny BART shipped in data/tiny-bart, pretrained by
+            this project; `prefixlab.paths.EMBEDDED_SEQ2SEQ_MODELS`), a hub id such as
+            "facebook/bart-base" or "t5-small", or a local folder.
         device: where to put the model; None keeps it on the CPU.
-        dtype: torch dtype or its name ("float32", "bfloat16"); None keeps the checkpoint's.
+        dtype: torch dtype or its name ("float32", "bfloat16"); None keeps the checkpoint's,
+            except for the embedded model: stored in float16 to fit the data budget, it loads
+            in float32 (its card gives the logit difference).
         attn_implementation: "eager" (default; attention can be recorded) or "sdpa".
     Returns:
         (model, tokenizer).
@@ -174,34 +190,31 @@ def load_seq2seq(
         ValueError: bad options, or a model that is not encoder-decoder (naming what to use).
         OSError: the model cannot be found (offline and not cached), saying what to do.
     """
-    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoModelForSeq2SeqLM
 
     if not isinstance(name_or_path, (str, os.PathLike)) or not str(name_or_path):
         raise ValueError(
             f"name_or_path must be a hub id or a folder such as 't5-small', got {name_or_path!r}."
         )
     require_choice("attn_implementation", attn_implementation, ATTN_IMPLEMENTATIONS[:2])
-    if isinstance(dtype, str):
-        resolved = getattr(torch, dtype, None)
-        if not isinstance(resolved, torch.dtype):
-            raise ValueError(f"dtype={dtype!r} is not a torch dtype; try 'float32' or 'bfloat16'.")
-        dtype = resolved
-    elif dtype is not None and not isinstance(dtype, torch.dtype):
+    dtype = dtype_from_name(dtype)
+    if dtype is not None and not isinstance(dtype, torch.dtype):
         raise ValueError(f"dtype must be a torch dtype or its name, got {dtype!r}.")
     name = str(name_or_path)
+    embedded = name in EMBEDDED_SEQ2SEQ_MODELS
+    path = str(embedded_seq2seq_dir(name)) if embedded else name
+    if embedded and dtype is None:
+        dtype = torch.float32  # the weights are stored in float16 (see the model card)
     try:
-        config = AutoConfig.from_pretrained(name)
-        check_seq2seq(config)
-        kwargs = {"attn_implementation": attn_implementation}
-        if dtype is not None:
-            kwargs["dtype"] = dtype
-        model = AutoModelForSeq2SeqLM.from_pretrained(name, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        model, tokenizer = _from_pretrained(AutoModelForSeq2SeqLM, path, check_seq2seq, dtype=dtype,
+                                            attn_implementation=attn_implementation,
+                                            quiet=embedded)  # fmt: skip
     except OSError as err:
         raise OSError(
             f"Could not load {name!r} ({type(err).__name__}: {err}). Offline, only models in "
-            "your Hugging Face cache or a local folder load; check the id or path, or build a "
-            "small random model from a config (transformers.BartConfig / T5Config)."
+            "your Hugging Face cache or a local folder load; check the id or path, use the "
+            "embedded load_seq2seq('tiny'), or build a small random model from a config "
+            "(transformers.BartConfig / T5Config)."
         ) from err
     if device is not None:
         model.to(device)
@@ -374,35 +387,16 @@ class Seq2SeqPromptTuning(nn.Module):
         self.base_fingerprint = None if from_dims else seq2seq_fingerprint(model)
         self.prefix_length = P = check_prefix_length(prefix_length, dims)
         require_choice("init", init, PROMPT_INITS)
-        if init != "random" and from_dims:
-            raise ValueError(f"init={init!r} reads the model's embeddings: pass the model.")
         self.init, self.init_text = init, init_text
-        g = torch.Generator().manual_seed(seed)
-        if from_dims:
-            soft = torch.randn(P, dims.d_model, generator=g)
-        else:
+        table, scale = None, 1.0
+        if not from_dims:
             # The rows as the encoder sees them: BART's embedding module multiplies its
             # weight by embed_scale (sqrt(d_model) when config.scale_embedding), T5's does not.
             embed = model.get_input_embeddings()
-            scale = float(getattr(embed, "embed_scale", 1.0) or 1.0)
-            table = embed.weight.detach()  # [V, d_model]
-            if init == "random":
-                std = table.float().std().item() * scale
-                soft = torch.randn(P, dims.d_model, generator=g) * std
-            elif init == "mean":
-                soft = (table.float().mean(0, keepdim=True) * scale).expand(P, -1).clone()
-            else:
-                ids = init_token_ids(
-                    P,
-                    init=init,
-                    vocab_size=table.shape[0],
-                    generator=g,
-                    tokenizer=tokenizer,
-                    init_text=init_text,
-                )
-                soft = table[ids.to(table.device)].float() * scale
-            soft = soft.to(device=table.device, dtype=table.dtype)
-        self.weight = nn.Parameter(soft)
+            table, scale = embed.weight, float(getattr(embed, "embed_scale", 1.0) or 1.0)
+        soft = initial_prompt(table, P, dims.d_model, init=init, seed=seed, tokenizer=tokenizer,
+                              init_text=init_text, scale=scale)  # fmt: skip
+        self.weight = nn.Parameter(soft)  # [P, d_model]
 
     def forward(self, batch_size: int = 1) -> torch.Tensor:
         """The soft prompt for a batch. Returns [batch_size, P, d_model]."""

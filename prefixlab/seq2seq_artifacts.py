@@ -34,11 +34,18 @@ from prefixlab.artifact_format import (
     CONFIG_NAME,
     FORMAT_VERSION,
     PEFT_CONFIG_NAME,
+    PEFT_RANDOM_PROMPT,
     PEFT_WEIGHTS_NAME,
     WEIGHTS_NAME,
     _base_name,
+    check_saved_method,
     info_text,
+    peft_base_fields,
+    peft_method,
     read_adapter_info,
+    read_peft_config,
+    read_peft_matrix,
+    restore_saved_fields,
 )
 from prefixlab.seq2seq import (
     Seq2SeqDims,
@@ -143,10 +150,7 @@ def load_seq2seq_adapter(path, model, *, method: str | None = None):
             f"{path} is not an encoder-decoder prefixlab adapter (architecture="
             f"{info.get('architecture')!r}); load decoder-only adapters with load_adapter."
         )
-    if method is not None and method != info["method"]:
-        raise ValueError(
-            f"Expected a {method} adapter but {path} holds a {info['method']} adapter."
-        )
+    check_saved_method(path, info["method"], method)
     saved, dims = Seq2SeqDims(**info["dims"]), seq2seq_dims(model)
     for field in ("n_encoder_layers", "n_decoder_layers", "n_encoder_heads", "n_decoder_heads",
                   "encoder_head_dim", "decoder_head_dim", "d_model"):  # fmt: skip
@@ -158,8 +162,7 @@ def load_seq2seq_adapter(path, model, *, method: str | None = None):
             )
     tensors = load_file(str(Path(path) / WEIGHTS_NAME))
     adapter = _build(info["method"], dims, info["prefix_length"], tensors, model, info["parts"])
-    adapter.init, adapter.init_text = info.get("init", adapter.init), info.get("init_text")
-    adapter.metadata = info.get("metadata", {})
+    restore_saved_fields(adapter, info)
     return adapter
 
 
@@ -187,11 +190,7 @@ def export_peft_seq2seq(adapter, path, *, model=None, base_model_name: str | Non
         "task_type": "SEQ_2_SEQ_LM",
         "num_virtual_tokens": P,
         "num_transformer_submodules": 2,
-        "base_model_name_or_path": base_model_name or _base_name(model),
-        "inference_mode": True,
-        "revision": None,
-        "modules_to_save": None,
-        "auto_mapping": None,
+        **peft_base_fields(model, base_model_name),
     }
     if adapter.method == "prefix":
         weight = _peft_prefix_matrix(adapter)
@@ -214,10 +213,7 @@ def export_peft_seq2seq(adapter, path, *, model=None, base_model_name: str | Non
             "num_layers": dims.n_encoder_layers,
             "num_attention_heads": dims.n_encoder_heads,
             "token_dim": dims.d_model,
-            "prompt_tuning_init": "RANDOM",
-            "prompt_tuning_init_text": None,
-            "tokenizer_name_or_path": None,
-            "tokenizer_kwargs": None,
+            **PEFT_RANDOM_PROMPT,
         }
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -259,34 +255,22 @@ def import_peft_seq2seq(path, model):
     A prefix becomes a Seq2SeqPrefixTuning with parts=("decoder",) whose layer l holds the
     block PEFT feeds layer l (see module doc), so both give the same logits.
     """
-    folder = Path(path)
-    config_file = folder / PEFT_CONFIG_NAME
-    if not config_file.is_file():
-        raise FileNotFoundError(f"No {PEFT_CONFIG_NAME} in {folder}: not a PEFT adapter folder.")
-    config = json.loads(config_file.read_text())
+    folder, config = read_peft_config(path)
     if config.get("task_type") != "SEQ_2_SEQ_LM":
         raise ValueError(
             f"{folder} holds a {config.get('task_type')} adapter; import_peft_seq2seq reads "
             "SEQ_2_SEQ_LM adapters (use import_peft for CAUSAL_LM)."
         )
-    methods = {"PREFIX_TUNING": "prefix", "PROMPT_TUNING": "prompt"}
-    if config.get("peft_type") not in methods:
-        raise ValueError(
-            f"{folder} holds a {config.get('peft_type')} adapter; prefixlab imports "
-            "PREFIX_TUNING and PROMPT_TUNING only."
-        )
+    method = peft_method(folder, config)
     if config.get("num_transformer_submodules", 2) != 2:
         raise ValueError(
             "This adapter sets num_transformer_submodules="
             f"{config['num_transformer_submodules']}; PEFT's SEQ_2_SEQ_LM default (2) is the "
             "only layout prefixlab maps."
         )
-    weights_file = folder / PEFT_WEIGHTS_NAME
-    if not weights_file.is_file():
-        raise FileNotFoundError(f"No {PEFT_WEIGHTS_NAME} in {folder}.")
-    weight = load_file(str(weights_file))["prompt_embeddings"]
+    weight = read_peft_matrix(folder)
     dims, P = seq2seq_dims(model), int(config["num_virtual_tokens"])
-    if methods[config["peft_type"]] == "prompt":
+    if method == "prompt":
         return _build("prompt", dims, P, {"weight": weight[:P]}, model)
     L = dims.n_decoder_layers
     if config.get("num_layers") not in (None, L):

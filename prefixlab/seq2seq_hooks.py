@@ -6,6 +6,7 @@
     cache["decoder.blocks.0.attn.hook_pattern"]        # [batch, head, target_q, P + target_k]
     cache["decoder.blocks.0.cross_attn.hook_pattern"]  # [batch, head, target_q, P + source_k]
     cache.prefix_keys("cross")                         # P: the virtual keys come first
+    seq2seq_prefix_mass(adapted, batch)                # part -> [layer, head] mass on its prefix
 
 `prefix_keys(part)` is the number of virtual key positions at the start of that part's key
 axis: P for a part with a prefix; for prompt tuning P in the encoder and in the cross
@@ -23,7 +24,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from prefixlab.seq2seq import PARTS
+from prefixlab.seq2seq import PARTS, check_parts
 from prefixlab.seq2seq_adapted import Seq2SeqAdaptedModel, seq2seq_attention_modules
 
 HOOK_NAMES = {
@@ -87,8 +88,6 @@ def record_seq2seq_attention(model: nn.Module, parts=PARTS) -> Iterator[Seq2SeqA
     Yields:
         a `Seq2SeqAttentionCache`.
     """
-    from prefixlab.seq2seq import check_parts
-
     parts = check_parts(parts)
     base = model.model if isinstance(model, Seq2SeqAdaptedModel) else model
     modules = seq2seq_attention_modules(base)
@@ -136,3 +135,37 @@ def _recorder(records: list, part: str, layer: int):
         records.append(weights.detach().clone())
 
     return hook
+
+
+@torch.no_grad()
+def seq2seq_prefix_mass(model: nn.Module, batch: Mapping, parts=PARTS) -> dict[str, torch.Tensor]:
+    """Share of each attention spent on its own prefix, per layer and head, over real queries.
+
+    Args:
+        model: a `Seq2SeqAdaptedModel` (a part without prefix gives zeros).
+        batch: `encode_seq2seq` output: input_ids and attention_mask [B, S], labels and
+            decoder_attention_mask [B, T]. The encoder's queries are the real source tokens,
+            the decoder's and the cross-attention's the real target tokens.
+        parts: which attentions, from ("encoder", "decoder", "cross").
+    Returns:
+        part -> [layers, heads], each in [0, 1] (`attention.prefix_attention_mass` per layer).
+    """
+    from prefixlab.attention import prefix_attention_mass
+
+    missing = [k for k in ("input_ids", "attention_mask", "labels", "decoder_attention_mask")
+               if k not in batch]  # fmt: skip
+    if missing:
+        raise ValueError(f"batch needs {missing}: pass encode_seq2seq(tokenizer, pairs).")
+    queries = {"encoder": batch["attention_mask"], "decoder": batch["decoder_attention_mask"],
+               "cross": batch["decoder_attention_mask"]}  # fmt: skip
+    with record_seq2seq_attention(model, parts) as cache:
+        model(**batch)
+    out = {}
+    for part in check_parts(parts):
+        names = set(cache.hook_names())
+        layers = sum(seq2seq_hook_name(part, layer) in names for layer in range(len(names)))
+        out[part] = torch.stack([
+            prefix_attention_mass(cache.pattern(part, layer), cache.prefix_keys(part), queries[part])
+            for layer in range(layers)
+        ])  # fmt: skip
+    return out

@@ -15,7 +15,8 @@ is `value / 1`. An array `stats[seed, table, k]` holds them for one method.
 mean over seeds of the metric over tables); `paired_difference` compares two methods on the
 *same* tables (one table resample shared by both, seeds drawn for each method on its own,
 since seed 3 of one method has nothing to do with seed 3 of another). `t_interval` is the
-classic interval for a mean over a handful of seeds.
+classic interval for a mean over a handful of seeds; `welch_interval` compares two such means
+(unpaired), `sd_ratio_interval` two seed-to-seed spreads.
 
     >>> errs = np.array([[[1, 4], [0, 3]]])           # 1 seed, 2 tables, (errors, slots)
     >>> bootstrap(errs, ratio).estimate               # (1 + 0) / (4 + 3)
@@ -133,6 +134,76 @@ def t_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Inter
     sem = float(x.std(ddof=1)) / math.sqrt(len(x))
     q = _t_quantile(0.5 + confidence / 2, len(x) - 1)
     return Interval(mean, mean - q * sem, mean + q * sem, confidence, f"t over {len(x)} seeds")
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float],
+                   confidence: float = CONFIDENCE) -> Interval:  # fmt: skip
+    """mean(a) - mean(b) with Welch's t interval: two independent groups of a few values (one
+    per seed) whose spreads may differ. Seeds of two methods are not paired (seed 3 of one has
+    nothing to do with seed 3 of the other), so this, not a paired t, compares their means.
+
+    Args:
+        a, b: at least 2 finite numbers each.
+    """
+    confidence = _check_confidence(confidence)
+    x, y = (np.asarray(list(v), dtype=float) for v in (a, b))
+    if x.ndim != 1 or y.ndim != 1 or len(x) < 2 or len(y) < 2:
+        raise ValueError(
+            f"welch_interval needs at least 2 values in each group; got {len(x)} and {len(y)}."
+        )
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("welch_interval got a NaN or infinite value; drop failed runs first.")
+    va, vb = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    diff = float(x.mean() - y.mean())
+    if va + vb == 0:  # both groups constant: the difference is exact
+        return Interval(diff, diff, diff, confidence, f"Welch t, {len(x)} vs {len(y)} seeds")
+    dof = (va + vb) ** 2 / (va**2 / (len(x) - 1) + vb**2 / (len(y) - 1))
+    half = _t_quantile(0.5 + confidence / 2, max(dof, 1.0)) * math.sqrt(va + vb)
+    return Interval(diff, diff - half, diff + half, confidence,
+                    f"Welch t, {len(x)} vs {len(y)} seeds")  # fmt: skip
+
+
+def _f_quantile(p: float, d1: float, d2: float) -> float:
+    """Quantile of the F distribution with (d1, d2) degrees of freedom, by bisection on its
+    cdf I_{d1 x / (d1 x + d2)}(d1 / 2, d2 / 2)."""
+    lo, hi = 0.0, 1.0
+    while _betainc(d1 / 2, d2 / 2, d1 * hi / (d1 * hi + d2)) < p:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _betainc(d1 / 2, d2 / 2, d1 * mid / (d1 * mid + d2)) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def sd_ratio_interval(a: Sequence[float], b: Sequence[float],
+                      confidence: float = CONFIDENCE) -> Interval:  # fmt: skip
+    """sd(a) / sd(b), the ratio of two seed-to-seed spreads, with the F interval (which assumes
+    roughly normal values; with 5 seeds per group a ratio must be far from 1 to resolve).
+
+    Args:
+        a, b: at least 2 finite numbers each, not all equal within b.
+    """
+    confidence = _check_confidence(confidence)
+    x, y = (np.asarray(list(v), dtype=float) for v in (a, b))
+    if x.ndim != 1 or y.ndim != 1 or len(x) < 2 or len(y) < 2:
+        raise ValueError(
+            f"sd_ratio_interval needs at least 2 values in each group; got {len(x)} and {len(y)}."
+        )
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("sd_ratio_interval got a NaN or infinite value; drop failed runs first.")
+    sb = float(y.std(ddof=1))
+    if sb == 0:
+        raise ValueError("The second group has no spread (all values equal): no ratio.")
+    ratio_sq = float(x.var(ddof=1)) / sb**2
+    d1, d2 = len(x) - 1, len(y) - 1
+    tail = (1 - confidence) / 2
+    low = ratio_sq / _f_quantile(1 - tail, d1, d2)
+    high = ratio_sq / _f_quantile(tail, d1, d2)
+    return Interval(math.sqrt(ratio_sq), math.sqrt(low), math.sqrt(high), confidence,
+                    f"F interval, {len(x)} vs {len(y)} seeds")  # fmt: skip
 
 
 # -- metrics from summed statistics ------------------------------------------------------------

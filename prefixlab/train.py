@@ -27,11 +27,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from prefixlab._validate import require_bool
-from prefixlab.batching import encode_for_training, iterate_batches
+from prefixlab.batching import iterate_batches
 from prefixlab.config import RunConfig, TrainConfig, active_preset
 from prefixlab.evaluate import validation_loss
 from prefixlab.lora import has_lora
 from prefixlab.methods import method, method_of_adapter
+from prefixlab.pair_format import PairFormat, model_call, pair_format
 
 DIVERGENCE_WINDOW = 10  # steps in the running mean of the training loss that divergence reads
 DIVERGENCE_MARGIN = 0.05  # "above the reference" means more than 5% above it, not noise
@@ -167,8 +168,17 @@ def _method_of(adapted) -> str:
     return "lora" if has_lora(model) else "full"
 
 
-def _as_encoded(data, tokenizer, max_length: int, what: str) -> dict[str, torch.Tensor]:
-    """Accept encoded tensors, or (mr, ref) pairs / an E2EDataset plus a tokenizer."""
+# Columns a batch may carry besides input_ids, attention_mask and labels, one entry per row,
+# passed to the model by name: task_ids for an AdapterBank or a ControlPrefix, the target
+# padding of an encoder-decoder batch (`seq2seq_batching.encode_seq2seq`).
+OPTIONAL_COLUMNS = ("task_ids", "decoder_attention_mask")
+
+
+def _as_encoded(
+    data, tokenizer, max_length: int, what: str, form: PairFormat
+) -> dict[str, torch.Tensor]:
+    """Accept encoded tensors, or (mr, ref) pairs / an E2EDataset plus a tokenizer (encoded
+    in the model's `form`, `prefixlab.pair_format`)."""
     if isinstance(data, Mapping):
         keys = ("input_ids", "attention_mask", "labels")
         missing = [k for k in keys if k not in data]
@@ -179,20 +189,22 @@ def _as_encoded(data, tokenizer, max_length: int, what: str) -> dict[str, torch.
             )
         if data["input_ids"].dim() != 2 or len(data["input_ids"]) == 0:
             raise ValueError(f"{what}['input_ids'] must be a non-empty [N, T] tensor.")
-        if "task_ids" in data:  # per-row tasks or attribute values (AdapterBank, ControlPrefix)
-            if len(data["task_ids"]) != len(data["input_ids"]):
+        for column in OPTIONAL_COLUMNS:
+            if column not in data:
+                continue
+            if len(data[column]) != len(data["input_ids"]):
                 raise ValueError(
-                    f"{what}['task_ids'] has {len(data['task_ids'])} rows, input_ids "
+                    f"{what}[{column!r}] has {len(data[column])} rows, input_ids "
                     f"{len(data['input_ids'])}; give one entry per row."
                 )
-            keys += ("task_ids",)
+            keys += (column,)
         return {k: data[k] for k in keys}
     if tokenizer is None:
         raise ValueError(
             f"{what} is not encoded: pass tokenizer=... so train() can encode it, or pass "
             "prefixlab.batching.encode_for_training(tokenizer, pairs, max_length)."
         )
-    return encode_for_training(tokenizer, list(data), max_length, overflow="skip")
+    return form.encode(tokenizer, list(data), max_length, overflow="skip")
 
 
 def _endless_batches(encoded, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -255,11 +267,14 @@ def train(
     """Train every parameter of `adapted` that requires grad; return the History.
 
     Args:
-        adapted: an AdaptedModel (prefix, prompt, LoRA, or a fine-tunable copy of the model).
+        adapted: an AdaptedModel (prefix, prompt, LoRA, or a fine-tunable copy of the model),
+            or a Seq2SeqAdaptedModel (an encoder-decoder with a prefix or a soft prompt).
         train_data: {"input_ids", "attention_mask", "labels"} [N, T] tensors from
             `prefixlab.batching.encode_for_training` (plus "task_ids" [N] or [N, n_attributes]
-            for an AdapterBank or a ControlPrefix), or (mr, ref) pairs / an E2EDataset together
-            with `tokenizer=` (pairs longer than config.max_length are skipped with a warning).
+            for an AdapterBank or a ControlPrefix; for an encoder-decoder, the output of
+            `prefixlab.seq2seq_batching.encode_seq2seq`), or (mr, ref) pairs / an E2EDataset
+            together with `tokenizer=` (encoded for the model's architecture; pairs longer than
+            config.max_length are skipped with a warning).
         config: a TrainConfig (or a RunConfig, whose `.train` is used); None = the active
             preset's. lr=None picks the default learning rate of the method being trained
             (`prefixlab.methods`: a prefix, a soft prompt, LoRA or every weight).
@@ -306,11 +321,12 @@ def train(
             "unfreeze a copy of the model for full fine-tuning."
         )
     peak = config.lr if config.lr is not None else method(_method_of(adapted)).default_lr
-    encoded = _as_encoded(train_data, tokenizer, config.max_length, "train_data")
+    form = pair_format(adapted)  # decoder-only or encoder-decoder batches
+    encoded = _as_encoded(train_data, tokenizer, config.max_length, "train_data", form)
     val_encoded = (
         None
         if val_data is None
-        else _as_encoded(val_data, tokenizer, config.max_length, "val_data")
+        else _as_encoded(val_data, tokenizer, config.max_length, "val_data", form)
     )
     device = params[0].device
     eval_batch_size = config.eval_batch_size or config.batch_size
@@ -347,10 +363,7 @@ def train(
             lr = config.lr_at(step, peak)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_at(step, group["peak"])
-            per_row = {"task_ids": batch["task_ids"]} if "task_ids" in batch else {}
-            out = adapted(
-                batch["input_ids"], batch["attention_mask"], labels=batch["labels"], **per_row
-            )
+            out = model_call(adapted, batch)  # labels and per-row columns by name
             loss, vocab_size = out.loss, out.logits.shape[-1]
             del out  # the [B, T, V] logits need not outlive the backward pass
             loss_value = float(loss.detach())

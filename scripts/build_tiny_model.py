@@ -27,13 +27,8 @@ Steps, all seeded:
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import platform
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,26 +37,15 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a plain checkout without installing
+sys.path.insert(0, str(REPO / "scripts"))
+
+import _build_common as common  # noqa: E402
 
 from prefixlab.e2e import fact_sheet, synthetic_e2e, synthetic_pretraining_corpus  # noqa: E402
 
 EOS = "<|endoftext|>"
 # The family of embedded models: (layers, width, heads), heads of 32 dimensions each.
 SIZES = {"nano": (2, 64, 2), "tiny": (4, 128, 4), "mini": (6, 224, 7)}
-DEVSET_ENV = "PREFIXLAB_E2E_DEVSET"
-
-
-def real_devset() -> Path | None:
-    """The real E2E dev split, if it is on this machine: `$PREFIXLAB_E2E_DEVSET`, else
-    ../shared/data/e2e/devset.csv beside the repository (or beside its parent, a worktree)."""
-    env = os.environ.get(DEVSET_ENV)
-    if env:
-        return Path(env) if Path(env).is_file() else None
-    for root in (REPO.parent, REPO.parent.parent):
-        path = root / "shared" / "data" / "e2e" / "devset.csv"
-        if path.is_file():
-            return path
-    return None
 
 
 @dataclass
@@ -206,46 +190,17 @@ def context_checks(model, tokenizer, pairs: list[tuple[str, str]], seed: int) ->
     return {k: round(v / max(1, used), 4) for k, v in sums.items()} | {"texts": used}
 
 
-def real_mrs_in_corpus(cfg: BuildConfig) -> dict | None:
-    """How many MRs of the real E2E dev split the pretraining corpus realizes (same facts, our
-    own sentences): the corpus samples MRs over E2E's values, so a few can coincide. None when
-    the dev split is not on this machine."""
-    from prefixlab.e2e import load_csv, synthetic_pretraining_pairs
-    from prefixlab.e2e.mr import canonical_mr
-
-    path = real_devset()
-    if path is None:
-        return None
-    real = {canonical_mr(mr) for mr in load_csv(path).mrs}
-    corpus = {canonical_mr(mr) for mr, _ in synthetic_pretraining_pairs(cfg.n_sentences, cfg.seed)}
-    return {"dev_mrs": len(real), "realized_in_corpus": len(real & corpus)}
-
-
-def lr_at(step: int, cfg: BuildConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
     """Train tokenizer and model, write every file into `out`, return the measured numbers."""
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # no per-call notices about masks and loss types
-    hf_logging.disable_progress_bar()
-
-    t0 = time.time()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
-    out.mkdir(parents=True, exist_ok=True)
+    t0 = common.start_build(cfg, out)
 
     texts = synthetic_pretraining_corpus(cfg.n_sentences, seed=cfg.seed, fact_share=cfg.fact_share)
     heldout = synthetic_e2e("validation", n_mrs=cfg.n_heldout_mrs, refs_per_mr=4, seed=cfg.seed)
     heldout_texts = [ref for _, ref in heldout.pairs]
     n_sheets = sum("\n" in t for t in texts)
-    real_overlap = real_mrs_in_corpus(cfg)
+    real_overlap = common.real_mrs_in_corpus(cfg)
     log(
         f"corpus: {len(texts)} descriptions ({n_sheets} after a fact sheet); held-out: "
         f"{len(heldout_texts)} references"
@@ -285,32 +240,18 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
     train_eval_batches = [
         windows(train_stream, eval_bs, cfg.block_size, g_eval) for _ in range(cfg.eval_batches)
     ]
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    optimizer = common.adamw(model, cfg)
     g_train = torch.Generator().manual_seed(cfg.seed)
     curve = []
     model.train()
     t_train = time.time()
     running = None
     for step in range(cfg.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
         batch = windows(train_stream, cfg.batch_size, cfg.block_size, g_train)  # [B, T]
-        loss = model(input_ids=batch, labels=batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+        inputs = {"input_ids": batch, "labels": batch}
+        loss = common.train_step(model, optimizer, inputs, common.lr_at(step, cfg))
+        running = common.smoothed(running, loss)
+        if common.eval_due(step, cfg):
             point = {
                 "step": step + 1,
                 "train_loss": round(mean_loss(model, train_eval_batches), 4),
@@ -363,25 +304,12 @@ def build(cfg: BuildConfig, out: Path, *, command: str, log=print) -> dict:
         "final_heldout_loss": final["heldout_loss"],
         "uniform_loss": round(math.log(len(tokenizer)), 4),
         "train_minutes": round(train_minutes, 2),
-        "total_minutes": round((time.time() - t0) / 60, 2),
-        "cpu_minutes": round(time.process_time() / 60, 1),  # summed over threads
-        "load_average": round(os.getloadavg()[1], 1),  # 5-minute load at the end
+        **common.build_times(t0),
         "curve": curve,
         "samples": samples,
-        "command": command,
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "transformers": __import__("transformers").__version__,
-            "tokenizers": __import__("tokenizers").__version__,
-        },
-        "machine": f"{platform.machine()}, {cfg.threads} CPU thread{'s' if cfg.threads > 1 else ''}",
+        **common.provenance(cfg, command, ("transformers", "tokenizers")),
     }
-    weights = out / "model.safetensors"
-    info["weights_mb"] = round(weights.stat().st_size / 1e6, 2)
-    (out / "build_info.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-    (out / "README.md").write_text(model_card(info), encoding="utf-8")
-    log(f"wrote {out} in {info['total_minutes']:.1f} min")
+    common.write_build(out, info, model_card, log)
     return info
 
 
@@ -563,13 +491,7 @@ Not measured yet: run `python scripts/evaluate_tiny_model.py`.
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--out", type=Path, default=None, help="output folder (default data/<size>-gpt2)"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="seconds-long smoke build (temp folder)"
-    )
+    parser = common.build_parser(__doc__, "data/<size>-gpt2")
     parser.add_argument(
         "--size", choices=tuple(SIZES), default="tiny", help="which model of the family"
     )
@@ -585,28 +507,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick
         else dict(size=args.size, n_layer=layers, n_embd=width, n_head=heads)
     )
-    for key in ("steps", "n_sentences", "seed", "threads"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    cfg = BuildConfig(**overrides)
-    if args.out is not None:
-        out = args.out
-    elif args.quick:
-        out = Path(tempfile.mkdtemp(prefix="tiny-gpt2-quick-"))
-    else:
-        out = REPO / "data" / f"{args.size}-gpt2"
-    flags = [
-        f"--{key.replace('_', '-')} {getattr(args, key)}"
-        for key in ("steps", "n_sentences", "seed", "threads")
-        if getattr(args, key) is not None
-    ]
-    command = " ".join(
-        [
-            "python scripts/build_tiny_model.py",
-            *(["--quick"] if args.quick else [f"--size {args.size}"]),
-            *flags,
-        ]
-    )
+    options = common.given_options(args, ("steps", "n_sentences", "seed", "threads"))
+    cfg = BuildConfig(**(overrides | options))
+    out = common.output_folder(args, f"{args.size}-gpt2", quick_prefix="tiny-gpt2-quick-")
+    head = ["--quick"] if args.quick else [f"--size {args.size}"]
+    command = common.command_line("build_tiny_model.py", head, options)
     build(cfg, out, command=command, log=lambda m: print(m, flush=True))
     return 0
 

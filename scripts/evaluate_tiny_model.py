@@ -18,11 +18,10 @@ import math
 import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
+from _model_card import replace_card_block
 
-ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- tuning-evidence -->", "<!-- /tuning-evidence -->"
 METHODS = ("none", "prompt", "prefix", "prefix+mlp", "full")
 
@@ -112,14 +111,7 @@ def main(argv=None) -> int:
     block = "\n".join(lines)
     print(block)
     if not args.no_write:
-        card = ROOT / "data" / f"{args.model}-gpt2" / "README.md"
-        text = card.read_text()
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            text = head + block + rest.split(END, 1)[1]
-        else:
-            text = text.rstrip() + "\n\n## Tuning evidence\n\n" + block + "\n"
-        card.write_text(text)
+        card = replace_card_block(args.model, block, START, END, "Tuning evidence")
         print(f"updated {card}")
     return 0
 

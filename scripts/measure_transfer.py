@@ -38,6 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from _model_card import replace_card_block  # noqa: E402
+
 START, END = "<!-- transfer-evidence -->", "<!-- /transfer-evidence -->"
 METHODS = ("prompt", "prefix", "prefix+mlp")
 RATE_FACTORS = (1 / 3, 1.0, 3.0)
@@ -299,14 +301,7 @@ def main(argv=None) -> int:
     provenance.update(methods=provenance_methods, parts=sizes, rates=rates, heldout_mrs_in_pretraining=seen, targets=TARGETS, targets_met=met,
                       eval_tables=n_test, seeds=args.seeds)  # fmt: skip
     Path(f"{stem}.json").write_text(json.dumps(provenance, indent=2) + "\n")
-    card = ROOT / "data" / f"{args.model}-gpt2" / "README.md"
-    text = card.read_text()
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Transfer to real E2E text\n\n" + block + "\n"
-    card.write_text(text)
+    card = replace_card_block(args.model, block, START, END, "Transfer to real E2E text")
     print(f"wrote {stem}.csv, {stem}.json and updated {card}")
     return 0
 

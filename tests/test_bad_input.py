@@ -14,7 +14,7 @@ import warnings
 import pytest
 import torch
 from notebook_files import write_notebook
-from tiny_models import VOCAB, make_gpt2
+from tiny_models import VOCAB, P, make_adapter, make_gpt2
 
 from prefixlab import (
     AdaptedModel,
@@ -29,13 +29,6 @@ from prefixlab import (
 from prefixlab.batching import encode_for_training
 from prefixlab.config import TrainConfig
 from prefixlab.train import train
-
-P = 4
-
-
-def make_adapter(model, method):
-    return PrefixTuning(model, P) if method == "prefix" else PromptTuning(model, P)
-
 
 # -- 1. generation past the model's context ----------------------------------------------------
 

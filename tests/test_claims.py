@@ -13,6 +13,7 @@ from prefixlab.studies.claims import (
     VERDICTS,
     claims_table,
     combine_verdicts,
+    scale_trend,
     seed_spread_ratio,
 )
 from prefixlab.studies.protocol import check_eval_tables
@@ -153,6 +154,18 @@ def test_not_run_line_names_the_command_and_the_estimate():
         not_run_line("low_dta")
 
 
+def test_cpu_estimate_scales_with_the_model():
+    from prefixlab.studies import get_study
+    from prefixlab.studies.registry import MODEL_TIME_SCALE, cpu_estimate
+
+    scale = get_study("scale_axis")  # the same arms at nano, tiny and mini
+    by_model = [
+        cpu_estimate(scale.with_(axes={"model": (m,)}))["hours"] for m in ("nano", "tiny", "mini")
+    ]
+    assert by_model[0] < by_model[1] < by_model[2]
+    assert by_model[2] / by_model[1] == pytest.approx(MODEL_TIME_SCALE["mini"], rel=0.1)
+
+
 def test_verdicts_combine_and_spread_ratio():
     pro, con = {"A better"}, {"B better"}
     assert combine_verdicts(["A better", "not resolved"], pro, con) == "agree"
@@ -170,3 +183,39 @@ def test_verdicts_combine_and_spread_ratio():
         seed_spread_ratio([1, 2], [1, 2, 3])
     with pytest.raises(ValueError, match="metric"):
         claims_table(metric="blue")
+
+
+def _gaps(*rows):
+    return pd.DataFrame(rows, columns=["model", "parameters", "metric", "estimate", "low", "high"])
+
+
+def test_scale_trend_calls_a_gap_only_when_its_change_is_resolved():
+    shrinks = _gaps(("nano", 2e5, "loss", -0.12, -0.14, -0.10), ("tiny", 1e6, "loss", -0.08, -0.09, -0.06),
+                    ("mini", 4e6, "loss", -0.02, -0.04, 0.00))  # fmt: skip
+    row = scale_trend(shrinks).iloc[0]
+    assert (row.smallest, row.largest, row.trend, row.lester) == (
+        "nano",
+        "mini",
+        "shrinks",
+        "agree",
+    )
+    assert row.change == pytest.approx(0.10) and row.low > 0
+    # independent normal intervals: se = half-width / 1.96 at each end
+    se = np.hypot(0.02 / 1.959964, 0.02 / 1.959964)
+    assert row.high - row.change == pytest.approx(1.959964 * se)
+    grows = _gaps(("nano", 2e5, "gain", 0.02, 0.01, 0.03), ("mini", 4e6, "gain", 0.19, 0.16, 0.23))
+    assert tuple(scale_trend(grows).iloc[0][["trend", "lester"]]) == ("grows", "disagree")
+    wide = _gaps(
+        ("nano", 2e5, "slot", -0.01, -0.03, 0.01), ("mini", 4e6, "slot", -0.03, -0.06, 0.0)
+    )
+    assert scale_trend(wide).iloc[0].trend == "not resolved"
+    flips = _gaps(
+        ("nano", 2e5, "loss", 0.10, 0.08, 0.12), ("mini", 4e6, "loss", -0.05, -0.07, -0.03)
+    )
+    assert tuple(scale_trend(flips).iloc[0][["trend", "lester"]]) == ("reverses", "agree")
+    one = scale_trend(_gaps(("nano", 2e5, "loss", -0.1, -0.2, 0.0)))
+    assert one.iloc[0].trend == "one size"
+    with pytest.raises(ValueError, match="parameters"):
+        scale_trend(shrinks.drop(columns="parameters"))
+    with pytest.raises(ValueError, match="0.95"):
+        scale_trend(shrinks, confidence=0.9)

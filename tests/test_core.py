@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from tiny_models import VOCAB, batch, make_gpt2
+from tiny_models import VOCAB, P, batch, make_adapter, make_gpt2
 
 from prefixlab import (
     AdaptedModel,
@@ -20,14 +20,6 @@ from prefixlab import (
     model_dims,
     save_adapter,
 )
-
-P = 4
-
-
-def make_adapter(model, method, **kw):
-    if method == "prefix":
-        return PrefixTuning(model, P, **kw)
-    return PromptTuning(model, P, **kw)
 
 
 def labels_for(ids, mask):
@@ -401,18 +393,13 @@ def test_load_onto_wrong_model_names_the_mismatch(tmp_path):
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "10", True])
 def test_bad_prefix_length(tiny_model, method, bad):
     with pytest.raises(ValueError, match="prefix_length"):
-        make_adapter_len(tiny_model, method, bad)
-
-
-def make_adapter_len(model, method, length):
-    cls = PrefixTuning if method == "prefix" else PromptTuning
-    return cls(model, length)
+        make_adapter(tiny_model, method, bad)
 
 
 def test_prefix_longer_than_context(tiny_model, method):
     with pytest.raises(ValueError, match="context"):
-        make_adapter_len(tiny_model, method, 64)
-    adapted = AdaptedModel(tiny_model, make_adapter_len(tiny_model, method, 40))
+        make_adapter(tiny_model, method, 64)
+    adapted = AdaptedModel(tiny_model, make_adapter(tiny_model, method, 40))
     ids, mask = batch(1, 30)
     with pytest.raises(ValueError, match="longer than the model's context"):
         adapted(ids, mask)

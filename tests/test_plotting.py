@@ -737,3 +737,25 @@ def test_serving_plotly_draws_both_ways_in_two_panels_with_computed_copies_open(
         P.serving_plotly([{"users": 1}])
     with pytest.raises(ValueError, match="non-empty"):
         P.serving_plotly([])
+
+
+def test_plot_rate_curves_one_panel_per_form_chosen_rate_marked():
+    steps = [0, 50, 100]
+    panels = {
+        "direct": {0.03: pd.Series([3.0, 2.0, 1.5], index=steps),
+                   0.3: pd.Series([3.0, 2.5, 2.4], index=steps)},
+        "MLP": {0.003: pd.Series([3.0, 1.8, 1.4], index=steps)},
+    }  # fmt: skip
+    fig = P.plot_rate_curves(panels, title="t", chosen={"direct": 0.03})
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    direct = fig.axes[0]
+    labels = [line.get_label() for line in direct.get_lines()]
+    assert labels == ["lr 0.03 (chosen)", "lr 0.3"]
+    chosen_line = direct.get_lines()[0]
+    assert to_hex(chosen_line.get_color()) == "#000000" and chosen_line.get_linewidth() > 2
+    assert list(direct.get_lines()[1].get_xdata()) == steps
+    assert [line.get_label() for line in fig.axes[1].get_lines()] == ["lr 0.003"]
+    with pytest.raises(ValueError, match="rates must be positive"):
+        P.plot_rate_curves({"direct": {-1.0: pd.Series([1.0])}}, title="t")
+    with pytest.raises(ValueError, match="non-empty dict"):
+        P.plot_rate_curves({}, title="t")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from tiny_models import char_tokenizer
+from tiny_models import save_lab_gpt2, write_lab_csv
 
 from prefixlab.config import FAST, RunConfig
 from prefixlab.e2e import load_e2e
@@ -49,20 +48,10 @@ def test_grid_removes_runs_that_cannot_differ():
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A tiny GPT-2 plus character tokenizer saved as a model folder, and an E2E-format CSV."""
-    from transformers import GPT2Config, GPT2LMHeadModel
 
     root = tmp_path_factory.mktemp("lab")
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=97, n_positions=96, n_embd=32, n_layer=2, n_head=4,
-                        bos_token_id=1, eos_token_id=2, pad_token_id=0)  # fmt: skip
-    GPT2LMHeadModel(config).save_pretrained(root / "model")
-    char_tokenizer().save_pretrained(root / "model")
-    with open(root / "data.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["mr", "ref"])
-        for i, area in enumerate(["riverside", "city centre"] * 3):
-            writer.writerow([f"name[N{i}], area[{area}]", f"N{i} is by the {area}."])
-            writer.writerow([f"name[N{i}], area[{area}]", f"N{i}, {area}."])
+    save_lab_gpt2(root / "model")
+    write_lab_csv(root / "data.csv")
     return root
 
 

@@ -579,3 +579,32 @@ def test_generic_artifact_functions_hand_over(s2s_model, tmp_path):
     prompt = Seq2SeqPromptTuning(s2s_model, P, seed=6)
     export_peft(prompt, tmp_path / "peft")
     assert torch.equal(import_peft(tmp_path / "peft", s2s_model).flat(), prompt.flat())
+
+
+@pytest.mark.parametrize("parts", [PARTS, ("cross",)])
+def test_prefix_mass_per_part_reads_the_recorded_patterns(s2s_model, parts):
+    """seq2seq_prefix_mass: per part, layer and head, the mean over real queries of the
+    attention on the first P keys; zero for an attention without prefix."""
+    from prefixlab.seq2seq_hooks import record_seq2seq_attention, seq2seq_prefix_mass
+
+    adapted = Seq2SeqAdaptedModel(s2s_model, Seq2SeqPrefixTuning(s2s_model, P, parts=parts, seed=3))
+    ids, mask, labels, dec_mask = pair_batch()
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels,
+             "decoder_attention_mask": dec_mask}  # fmt: skip
+    mass = seq2seq_prefix_mass(adapted, batch)
+    with torch.no_grad(), record_seq2seq_attention(adapted) as cache:
+        adapted(**batch)
+    queries = {"encoder": mask, "decoder": dec_mask, "cross": dec_mask}
+    for part in PARTS:
+        assert mass[part].shape == (2, 4)
+        if part not in parts:
+            assert (mass[part] == 0).all()
+            continue
+        for layer in range(2):
+            on_prefix = cache.pattern(part, layer)[..., :P].sum(-1)  # [B, H, Q]
+            real = queries[part].bool()  # [B, Q]
+            expected = torch.stack([on_prefix[:, h][real].mean() for h in range(4)])
+            torch.testing.assert_close(mass[part][layer], expected)
+        assert (mass[part] > 0).all() and (mass[part] < 1).all()
+    with pytest.raises(ValueError, match="encode_seq2seq"):
+        seq2seq_prefix_mass(adapted, {"input_ids": ids})

@@ -16,6 +16,7 @@ import sys
 import pandas as pd
 import pytest
 import torch
+from small_studies import run_once, small_study
 
 from prefixlab.config import RunConfig
 from prefixlab.e2e import load_e2e
@@ -42,34 +43,13 @@ from prefixlab.studies import (
 from prefixlab.studies.protocol import check_eval_tables
 from prefixlab.train import History
 
-SMALL = Study(
-    name="small_check",
-    arms=("prompt", "prefix"),
-    preset="fast",
-    overrides={
-        "steps": 4,
-        "n_train_mrs": 8,
-        "n_val_mrs": 4,
-        "max_new_tokens": 12,
-        "eval_every": 2,
-    },  # fmt: skip
-    n_rates=3,
-    lr_span=3.0,
-    max_extensions=1,
-    seeds=(0, 1),
-    n_eval_tables=4,
-    pairs=(("prefix", "prompt"),),
-)
+SMALL = small_study("small_check")
 
 
 @pytest.fixture(scope="module")
 def small_results(tmp_path_factory):
     """SMALL run once into a temporary results folder, with its own run cache."""
-    root = tmp_path_factory.mktemp("study")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PREFIXLAB_CACHE", str(root / "cache"))
-        results = run_study(SMALL, out=root / "results", progress=False)
-    return results
+    return run_once(tmp_path_factory, SMALL, "study")[1]
 
 
 # -- the definition and the grid rule -----------------------------------------------------------
@@ -115,6 +95,35 @@ def test_every_registered_run_builds_its_config(name):
     if name == "prompt_init":
         text = study.run_config(study.base_config(), "text", {}, lr=None, seed=0, evaluate=False)
         assert text.init == "text" and text.init_text == registry.INIT_TEXT
+
+
+def test_encdec_parts_places_its_prefixes_and_matches_the_tiny_arm_in_size():
+    """encdec_parts (notebook 08): one study over two models; each arm's prefix sits in the
+    attentions its label names, and the dual prefix stores as many numbers as the tiny arm's."""
+    from prefixlab.runs import build
+
+    study = get_study("encdec_parts")
+    assert study.protocol_problems() == [] and len(study.seeds) >= 5
+    base = study.base_config()
+    configs = {a.label: study.run_config(base, a.label, {}, lr=None, seed=0, evaluate=True)
+               for a in study.arms}  # fmt: skip
+    assert {c.model for c in configs.values()} == {"tiny-bart", "tiny"}
+    assert configs[registry.ENCDEC_TINY].model == "tiny"
+    assert configs["decoder+cross"].parts == ("decoder", "cross")
+    assert all(c.init == "random" for c in configs.values() if c.method == "prefix+mlp")
+    stored, trained = {}, {}
+    for label in ("encoder", "decoder+cross", registry.ENCDEC_DUAL, registry.ENCDEC_TINY):
+        adapter = build(configs[label])[0].adapter
+        if label != registry.ENCDEC_TINY:
+            assert set(adapter.parts) == set(configs[label].parts)
+        stored[label] = sum(p.numel() for p in adapter.materialize().parameters())
+        trained[label] = sum(p.numel() for p in adapter.parameters() if p.requires_grad)
+    # the counts the study's description gives
+    assert (trained[registry.ENCDEC_DUAL], trained[registry.ENCDEC_TINY]) == (989_952, 593_280)
+    assert stored[registry.ENCDEC_DUAL] == stored[registry.ENCDEC_TINY] == 15_360
+    assert stored["encoder"] * 3 == stored["decoder+cross"] * 3 // 2 == stored[registry.ENCDEC_DUAL]
+    assert (registry.ENCDEC_DUAL, registry.ENCDEC_TINY) in study.pairs
+    assert registry.CPU_ESTIMATES["encdec_parts"]["runs"] == 6 * (5 + 5) + 1
 
 
 @pytest.mark.skipif(
@@ -519,6 +528,7 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
     monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "cache"))
     line = live_slice(small_results, arm="prefix", seed=1)
     assert line.startswith("live slice matches the committed rows (prefix at lr ")
+    assert line.ok is True
     assert "tolerance 0.01" in line
     same, texts = live_slice(small_results, arm="prefix", seed=1, samples=2, cache=True)
     assert same == line and len(texts) == 2 and {"mr", "text"} <= set(texts[0])
@@ -544,6 +554,7 @@ def test_live_slice_matches_and_catches_a_doctored_row(small_results, tmp_path, 
     table.to_csv(csv, index=False)
     line = live_slice("small_check", arm="prefix", seed=1, folder=tmp_path, cache=True)
     assert line.startswith("live slice does NOT match the committed rows")
+    assert line.ok is False
     with pytest.raises(ValueError, match="No single committed stage-2 run"):
         live_slice(small_results, arm="prefix", seed=7)
     with pytest.raises(ValueError, match="arm must be one of"):
@@ -559,6 +570,7 @@ def test_live_slice_at_another_preset_checks_that_the_configuration_trains(
     # SMALL was run at "fast"; at "cpu" (with SMALL's 4 steps) no committed row can be matched
     line = live_slice(small_results, arm="prefix", seed=1, preset="cpu")
     assert line.startswith("live slice at the cpu preset trains the committed configuration")
+    assert line.ok is True and isinstance(line, str)
     assert "in 4 steps" in line and "reproducible only at the fast preset" in line
     start, end = (float(x) for x in line.split("val loss ")[1].split(" in ")[0].split(" -> "))
     assert end < start

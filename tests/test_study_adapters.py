@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from small_studies import run_once, small_study
 
 from prefixlab.batching import encode_for_training
 from prefixlab.evaluate import validation_loss
@@ -20,8 +22,8 @@ from prefixlab.run_cache import entry_keys, load_state, trainable_state
 from prefixlab.runs import base_model, run_data
 from prefixlab.studies import (
     MAX_ADAPTER_PARAMETERS,
-    Study,
     attach_adapters,
+    attach_curves,
     committed_run,
     live_slice,
     load_adapter,
@@ -32,34 +34,13 @@ from prefixlab.studies import (
 )
 from prefixlab.train import train
 
-TINY = Study(
-    name="adapters_check",
-    arms=("prompt", "prefix"),
-    preset="fast",
-    overrides={
-        "steps": 4,
-        "n_train_mrs": 8,
-        "n_val_mrs": 4,
-        "max_new_tokens": 8,
-        "eval_every": 2,
-    },  # fmt: skip
-    n_rates=3,
-    lr_span=3.0,
-    max_extensions=0,
-    seeds=(0, 1),
-    n_eval_tables=2,
-    pairs=(("prefix", "prompt"),),
-)
+TINY = small_study("adapters_check", max_new_tokens=8, max_extensions=0, n_eval_tables=2)
 
 
 @pytest.fixture(scope="module")
 def study_root(tmp_path_factory):
     """TINY run once (with a run cache) into <root>/results; returns root."""
-    root = tmp_path_factory.mktemp("adapters")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PREFIXLAB_CACHE", str(root / "cache"))
-        run_study(TINY, out=root / "results", progress=False)
-    return root
+    return run_once(tmp_path_factory, TINY, "adapters")[0]
 
 
 @pytest.fixture
@@ -211,3 +192,71 @@ def test_live_slice_callback_sees_every_step(results):
     assert seen[0][1] != seen[-1][1]  # the callback sees the model as it trains
     with pytest.raises(ValueError, match="needs cache=False"):
         live_slice(results, callback=print, cache=True)
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_mlp_runs_are_kept_materialized_and_load_as_a_direct_prefix(tmp_path, monkeypatch, cache):
+    """An MLP prefix trains more values than the cap (592,640 on the tiny model) but is kept as
+    its materialized [P, width] prefix; load_adapter gives a direct prefix with its outputs."""
+    monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "cache"))
+    study = TINY.with_(name="adapters_mlp", arms=("prefix+mlp",), pairs=(), seeds=(0,))
+    results = run_study(study, out=tmp_path / "r", progress=False, cache=cache)
+    row, config = committed_run(results, "prefix+mlp", 0)
+    assert int(row["trainable_params"]) > MAX_ADAPTER_PARAMETERS
+    state = results.adapters[row["run_id"]]
+    assert set(state) == {"adapter.weight"} and state["adapter.weight"].shape[0] == P_TINY
+    entry = results.provenance["adapters"]
+    assert entry["skipped"] == [] and entry["materialized"] == [row["run_id"]]
+    assert "load_adapter rebuilds a direct prefix" in entry["materialized_note"]
+    loaded = load_adapter(results, "prefix+mlp", 0)
+    assert loaded.adapter.reparam == "none"
+    assert _val_loss(loaded, config) == pytest.approx(row["final_val_loss"], abs=1e-6)
+    assert start_adapter(results, "prefix+mlp", 0).adapter.reparam == "mlp"  # as it started
+    if cache:  # attach_adapters, from the same cache, keeps the same materialized prefix
+        summary = attach_adapters(results, write=False)
+        assert summary["materialized"] == [row["run_id"]] and summary["skipped"] == []
+
+
+P_TINY = TINY.base_config().prefix_length
+
+
+def test_attach_curves_from_the_run_cache(results, tmp_path):
+    folder = tmp_path / "old"
+    _copy_without_adapters(results, folder)
+    kept = {k: v for k, v in np.load(results.paths["tables"]).items()
+            if not k.endswith((".train_loss", ".val_curve"))}  # fmt: skip
+    with open(folder / "adapters_check.tables.npz", "wb") as f:
+        np.savez_compressed(f, **kept)  # as written before studies kept curves
+    old = read_results("adapters_check", folder)
+    assert not any("train_loss" in kinds for kinds in old.tables.values())
+    with pytest.raises(ValueError, match="fewer than steps=2"):
+        live_slice(old, arm="prefix", seed=0, steps=2)
+    entry = attach_curves(old)
+    assert entry["runs"] == len(results.table) and entry["already"] == 0
+    attached = read_results("adapters_check", folder)
+    assert attached.provenance["curves"] == entry and list(attached.provenance)[-1] == "study"
+    for run_id, kinds in results.tables.items():
+        for kind, array in kinds.items():  # the curves as run_study kept them, the rest kept
+            assert np.array_equal(array, attached.tables[run_id][kind]), (run_id, kind)
+    assert attach_curves(attached, write=False)["already"] == len(results.table)
+    assert live_slice(attached, arm="prefix", seed=0, steps=2).ok
+
+
+def test_attach_curves_refuses_a_mismatch(results, tmp_path, monkeypatch):
+    folder = tmp_path / "old"
+    _copy_without_adapters(results, folder)
+    kept = {k: v for k, v in np.load(results.paths["tables"]).items() if ".train_loss" not in k}
+    with open(folder / "adapters_check.tables.npz", "wb") as f:
+        np.savez_compressed(f, **kept)
+    table = pd.read_csv(folder / "adapters_check.csv", dtype={"run_id": str})
+    table.loc[table["stage"] == "tune", "final_val_loss"] += 1e-4  # a stage-1 row doctored
+    table.to_csv(folder / "adapters_check.csv", index=False)
+    before = (folder / "adapters_check.tables.npz").read_bytes()
+    with pytest.raises(ValueError, match="not the committed run"):
+        attach_curves("adapters_check", folder=folder)
+    assert (folder / "adapters_check.tables.npz").read_bytes() == before  # nothing written
+    monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="has 0 entries in the run cache"):
+        attach_curves("adapters_check", folder=folder, write=False)
+    with pytest.raises(ValueError, match="write must be True or False"):
+        attach_curves(results, write=1)

@@ -61,6 +61,18 @@ def make_llama(seed: int = 0, attn_implementation: str = "eager"):
 MAKERS = {"gpt2": make_gpt2, "llama": make_llama}
 
 
+P = 4  # the prefix length of the adapters `make_adapter` builds by default
+
+
+def make_adapter(model, method: str, prefix_length: int = P, **kw):
+    """A PrefixTuning (method "prefix") or PromptTuning (otherwise) of `prefix_length` on
+    `model`; `kw` go to the adapter (seed, init, ...)."""
+    from prefixlab import PrefixTuning, PromptTuning
+
+    cls = PrefixTuning if method == "prefix" else PromptTuning
+    return cls(model, prefix_length, **kw)
+
+
 def batch(
     batch_size: int = 3, length: int = 7, seed: int = 0, pad_right: int = 0, pad_left: int = 0
 ):
@@ -92,3 +104,27 @@ def char_tokenizer():
         tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
         unk_token="<unk>",
     )  # fmt: skip
+
+
+def save_lab_gpt2(folder) -> None:
+    """A seeded 2-layer GPT-2 (vocab 97, width 32) and the character tokenizer saved in
+    `folder`: the model folder of the run tests' tiny lab."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=97, n_positions=96, n_embd=32, n_layer=2, n_head=4,
+                        bos_token_id=1, eos_token_id=2, pad_token_id=0)  # fmt: skip
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    char_tokenizer().save_pretrained(folder)
+
+
+def write_lab_csv(path) -> None:
+    """An E2E-format CSV of 6 MRs with two references each (the tiny lab's data)."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["mr", "ref"])
+        for i, area in enumerate(["riverside", "city centre"] * 3):
+            writer.writerow([f"name[N{i}], area[{area}]", f"N{i} is by the {area}."])
+            writer.writerow([f"name[N{i}], area[{area}]", f"N{i}, {area}."])

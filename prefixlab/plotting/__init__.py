@@ -25,7 +25,7 @@ The modules, one family of figures each:
 
 - theme.py        colours per method (METHOD_COLORS), STYLE_RC and `style()`, figure scaffolding
 - checks.py       input checks shared by every plot function
-- curves.py       loss curves, gradient norms, mean and spread over seeds
+- curves.py       loss curves, gradient norms, mean and spread over seeds, curves per rate
 - sweeps.py       a final metric against learning rate, prefix length, model size or
                   training-set size (with intervals), and the spread over seeds
 - bars.py         a metric per method, trainable-parameter counts, context budget
@@ -34,7 +34,7 @@ The modules, one family of figures each:
 """
 
 from .bars import plot_context_budget, plot_metric_bars, plot_parameter_counts
-from .curves import plot_grad_norms, plot_loss_curves, plot_seed_bands
+from .curves import plot_grad_norms, plot_loss_curves, plot_rate_curves, plot_seed_bands
 from .heatmaps import (
     MAX_TICK_LABELS,
     MAX_TOKEN_LABELS,
@@ -98,6 +98,7 @@ __all__ = [
     "plot_estimates",
     "plot_metric_bars",
     "plot_parameter_counts",
+    "plot_rate_curves",
     "plot_seed_bands",
     "plot_seed_spread",
     "plot_token_attention",

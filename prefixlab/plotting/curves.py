@@ -12,7 +12,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .checks import _array_nd, _check_mapping, _check_smooth, _val_xy, _xy
-from .theme import _VAL_MARKER, NEUTRAL_COLOR, _legend, _line_styles, _own_axes, style
+from .theme import (
+    _VAL_MARKER,
+    NEUTRAL_COLOR,
+    _legend,
+    _line_styles,
+    _own_axes,
+    _subplots,
+    _suptitle,
+    style,
+)
 
 # --------------------------------------------------------------------------- line plots
 
@@ -168,4 +177,50 @@ def plot_seed_bands(
         labels.append(f"band: {spread}")
         _legend(ax, handles, labels)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return fig
+
+
+def plot_rate_curves(
+    panels: Mapping,
+    *,
+    title: str,
+    chosen: Mapping | None = None,
+    ylabel: str = "validation loss (nats/token)",
+    xlabel: str = "step",
+) -> Figure:
+    """Curves at several learning rates, one panel per form: the colour runs from the lowest
+    rate (light) to the highest (dark), the chosen rate is drawn thick and black.
+
+    Args:
+        panels: panel title -> {lr: pandas Series indexed by step} (e.g.
+            `prefixlab.studies.rate_curves` per form), side by side with a shared y axis.
+        chosen: panel title -> the chosen lr of that panel (drawn thick, "(chosen)" in its
+            legend entry).
+    Returns:
+        Figure with one Axes per panel, each with its own legend of rates.
+    """
+    _check_mapping(panels, "panels", "{lr: Series indexed by step}")
+    chosen = dict(chosen or {})
+    for name, curves in panels.items():
+        _check_mapping(curves, f"panels[{name!r}]", "{lr: Series indexed by step}")
+        for lr in curves:
+            if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+                raise ValueError(f"panels[{name!r}] has a rate {lr!r}; rates must be positive.")
+    cmap = plt.get_cmap("viridis_r")
+    with style():
+        fig, axes = _subplots(1, len(panels), figsize=(6.2 * len(panels), 3.9), sharey=True)
+        for ax, (name, curves) in zip(axes[0], panels.items(), strict=True):
+            rates = sorted(curves)
+            span = np.log(rates[-1] / rates[0]) if len(rates) > 1 else 1.0
+            for lr in rates:
+                x, y = _xy(curves[lr], f"panels[{name!r}][{lr!r}]")
+                is_chosen = name in chosen and np.isclose(lr, chosen[name])
+                shade = 0.15 + 0.8 * (np.log(lr / rates[0]) / span if span else 0.0)
+                ax.plot(x, y, color="black" if is_chosen else cmap(shade),
+                        lw=2.6 if is_chosen else 1.5, zorder=3 if is_chosen else 2,
+                        label=f"lr {lr:g}" + (" (chosen)" if is_chosen else ""))  # fmt: skip
+            ax.set(title=str(name), xlabel=xlabel)
+            ax.legend(loc="upper right", fontsize=8, frameon=False)
+        axes[0, 0].set_ylabel(ylabel)
+        _suptitle(fig, title)
     return fig

@@ -20,15 +20,20 @@ results, and the verdicts computed from them.
 - `live`: `live_slice`, one committed run retrained and compared (or, at another preset,
   checked to train); `committed_run`, the row and RunConfig of one committed run.
 - `adapters`: `load_adapter` / `start_adapter`, a committed stage-2 run's AdaptedModel as it
-  ended / as it started; `attach_adapters`, the adapters file made from a run cache for
-  results written before studies kept their adapters.
+  ended / as it started; `attach_adapters` and `attach_curves`, the adapters file and every
+  run's curves made from a run cache for results written before studies kept them.
+- `stability`: the verdicts of `mlp_stability` (notebook 03): `run_outcomes` (failed /
+  unstable per run, rate steps from each arm's best), `failure_table`, `stability_verdicts`
+  (MLP vs direct at each relative rate, with intervals), `seed_spread`, `matched_rate_test`,
+  `rate_curves`.
 - `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
-  disagree / mixed / not resolved), computed from the committed files.
+  disagree / mixed / not resolved), computed from the committed files; `scale_trend`, whether
+  a gap between two methods closes as the model grows (notebook 02's scale axis).
 
 Command line: `python -m prefixlab.studies list | run <name> | merge <name> <folders> | show <name>`.
 """
 
-from prefixlab.studies.adapters import attach_adapters, load_adapter, start_adapter
+from prefixlab.studies.adapters import attach_adapters, attach_curves, load_adapter, start_adapter
 from prefixlab.studies.analysis import (
     METRICS,
     point_differences,
@@ -36,7 +41,7 @@ from prefixlab.studies.analysis import (
     sweep_table,
     verdict_table,
 )
-from prefixlab.studies.claims import CLAIMS, claims_table
+from prefixlab.studies.claims import CLAIMS, claims_table, scale_trend
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.live import committed_run, live_slice
 from prefixlab.studies.protocol import merge_parts, run_study
@@ -52,6 +57,14 @@ from prefixlab.studies.results import (
     results_dir,
     table_statistics,
 )
+from prefixlab.studies.stability import (
+    failure_table,
+    matched_rate_test,
+    rate_curves,
+    run_outcomes,
+    seed_spread,
+    stability_verdicts,
+)
 
 __all__ = [
     "CLAIMS",
@@ -63,7 +76,15 @@ __all__ = [
     "Study",
     "StudyResults",
     "attach_adapters",
+    "attach_curves",
+    "failure_table",
+    "matched_rate_test",
+    "rate_curves",
+    "run_outcomes",
+    "seed_spread",
+    "stability_verdicts",
     "claims_table",
+    "scale_trend",
     "combine_results",
     "committed_run",
     "get_study",

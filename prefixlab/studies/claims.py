@@ -243,3 +243,62 @@ def claims_table(
         ours, said = _HOW[claim.key](results, used, options)
         rows.append((claim.text, claim.study, used, claim.paper, ours, said))
     return pd.DataFrame(rows, columns=COLUMNS, index=[c.key for c in CLAIMS])
+
+
+TREND_COLUMNS = ("metric", "smallest", "gap_smallest", "largest", "gap_largest", "change",
+                 "low", "high", "trend", "lester")  # fmt: skip
+_Z = {0.95: 1.959964}
+
+
+def scale_trend(gaps: pd.DataFrame, *, confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Does a gap between two methods close as the model grows (Lester et al.'s Fig. 1
+    direction)? One row per metric, from the smallest to the largest model measured.
+
+    `change` is how far the gap moved towards zero, signed so that a positive value is a gap
+    that shrank: `sign(g_small) * (g_small - g_large)`. Its interval treats the two sizes'
+    intervals as independent normal ones (standard error = half-width / z): the sizes are
+    separate models trained on their own seeds. `trend` is "shrinks" or "grows" when that
+    interval excludes 0 (a gap that crosses zero and is resolved on the other side at the
+    largest size is "reverses"), else "not resolved"; `lester` is "agree" for "shrinks" and
+    "reverses" (the weaker method caught up, then passed), "disagree" for "grows".
+
+    Args:
+        gaps: one row per (model, metric) with columns `model`, `parameters`, `metric`,
+            `estimate`, `low`, `high` (the difference rows of `analysis.verdict_table`, with
+            each model's parameter count added).
+        confidence: the level of the intervals in `gaps` (0.95).
+    """
+    missing = {"model", "parameters", "metric", "estimate", "low", "high"} - set(gaps.columns)
+    if missing:
+        raise ValueError(
+            f"scale_trend needs columns {sorted(missing)} in gaps: pass the "
+            "difference rows of verdict_table with a 'parameters' column added."
+        )
+    if confidence not in _Z:
+        raise ValueError(f"scale_trend reads intervals at confidence 0.95 only, got {confidence}.")
+    z = _Z[confidence]
+    rows = []
+    for metric, group in gaps.groupby("metric", sort=False):
+        group = group.sort_values("parameters")
+        if group["model"].nunique() < 2:
+            rows.append((metric, group["model"].iloc[0], group["estimate"].iloc[0], None,
+                         np.nan, np.nan, np.nan, np.nan, "one size", "not resolved"))  # fmt: skip
+            continue
+        small, large = group.iloc[0], group.iloc[-1]
+        sign = 1.0 if small.estimate >= 0 else -1.0
+        change = sign * (small.estimate - large.estimate)
+        se = np.hypot((small.high - small.low) / (2 * z), (large.high - large.low) / (2 * z))
+        low, high = change - z * se, change + z * se
+        crossed = large.high < 0 if sign > 0 else large.low > 0
+        if low > 0:
+            trend = "reverses" if crossed else "shrinks"
+        elif high < 0:
+            trend = "grows"
+        else:
+            trend = "not resolved"
+        lester = {"shrinks": "agree", "reverses": "agree", "grows": "disagree"}.get(
+            trend, "not resolved"
+        )
+        rows.append((metric, small.model, small.estimate, large.model, large.estimate,
+                     change, low, high, trend, lester))  # fmt: skip
+    return pd.DataFrame(rows, columns=TREND_COLUMNS)

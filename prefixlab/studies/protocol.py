@@ -11,8 +11,9 @@ For every axis point and arm:
    `max_extensions` times).
 2. **seeds**: train every seed at the best rate and generate for `n_eval_tables` held-out
    tables of `eval_split`; their per-table statistics (`results.table_statistics`) go to the
-   tables file, and their trained parameters (when at most `MAX_ADAPTER_PARAMETERS`) to the
-   adapters file (`prefixlab.studies.adapters` rebuilds the trained models from it).
+   tables file, and their trained parameters (when at most `MAX_ADAPTER_PARAMETERS`; a
+   prefix trained through the MLP as its materialized prefix, `results.kept_parameters`) to
+   the adapters file (`prefixlab.studies.adapters` rebuilds the trained models from it).
 
 Runs go through `runs.run_experiment`, so they are cached: an interrupted study resumes where
 it stopped. The files are written only when every run finished (`results.write_results`).
@@ -30,15 +31,17 @@ import pandas as pd
 
 from prefixlab._validate import require_bool, require_choice
 from prefixlab.config import PRESETS, RunConfig
-from prefixlab.run_cache import read_trained, run_key, trainable_state
-from prefixlab.runs import data_pool, run_data, run_experiment
+from prefixlab.run_cache import load_state, read_trained, run_key, trainable_state
+from prefixlab.runs import build, data_pool, run_data, run_experiment
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.registry import get_study
 from prefixlab.studies.results import (
     CSV_COLUMNS,
     MAX_ADAPTER_PARAMETERS,
     StudyResults,
+    kept_parameters,
     load_average,
+    materialized_runs,
     provenance,
     read_results,
     result_paths,
@@ -173,9 +176,24 @@ class _Runner:
         n = int(record["trainable_params"])
         if n == 0:  # "none" trains nothing
             return
+        skip = {"run_id": record["run_id"], "arm": record["arm"], "trainable_params": n}
+        if config.reparam == "mlp":  # kept as its materialized prefix, far smaller
+            if adapted is None:
+                state = read_trained(run_key(config))
+                if state is not None:
+                    adapted, _ = build(config)
+                    adapted = adapted if load_state(adapted, state) else None
+            if adapted is None:  # the cache kept no weights: rebuilt, or trained again
+                _, _, adapted = run_experiment(config, cache=self.cache, progress=False,
+                                               return_model=True)  # fmt: skip
+            state = kept_parameters(adapted)
+            if sum(t.numel() for t in state.values()) > MAX_ADAPTER_PARAMETERS:
+                self.skipped.append(skip)
+                return
+            self.adapters[record["run_id"]] = state
+            return
         if n > MAX_ADAPTER_PARAMETERS:
-            self.skipped.append({"run_id": record["run_id"], "arm": record["arm"],
-                                 "trainable_params": n})  # fmt: skip
+            self.skipped.append(skip)
             return
         state = trainable_state(adapted) if adapted is not None else read_trained(run_key(config))
         if state is None:  # the cache kept no weights: rebuilt, or trained again
@@ -294,6 +312,7 @@ def run_study(
     info["adapters"] = adapters_summary(
         study.name, adapters, skipped,
         made="run_study: each stage-2 run's trained parameters, kept as the run ended",
+        materialized=materialized_runs(table, adapters),
     )  # fmt: skip
     write_results(study, table, tables, info, out, adapters)
     return read_results(study.name, out)
@@ -307,16 +326,30 @@ def _merge_adapters(previous: StudyResults, kept: set, adapters: Mapping, skippe
     return merged, [s for s in old if s["run_id"] in kept and s["run_id"] not in done] + skipped
 
 
-def adapters_summary(name: str, adapters: Mapping, skipped: list[dict], *, made: str) -> dict:
+MATERIALIZED_NOTE = (
+    "prefix+mlp runs are kept as their materialized prefix (PrefixTuning.materialize(): the "
+    "same keys and values, the MLP discarded, the model's outputs unchanged), not as the MLP's "
+    "weights; load_adapter rebuilds a direct prefix (reparam 'none') from it, so the trained "
+    "MLP itself cannot be recovered; start_adapter still builds the MLP form as it started"
+)
+
+
+def adapters_summary(name: str, adapters: Mapping, skipped: list[dict], *, made: str,
+                     materialized=()) -> dict:  # fmt: skip
     """The JSON's "adapters" entry: the file, the size limit, how many runs it holds, which
-    stage-2 runs were left out for training more values than that, and how it was made."""
-    return {
+    stage-2 runs were left out for keeping more values than that, how it was made, and which
+    runs are kept as a materialized MLP prefix (with what that means for `load_adapter`)."""
+    out = {
         "file": f"{name}.adapters.safetensors" if adapters else None,
         "max_parameters_per_run": MAX_ADAPTER_PARAMETERS,
         "runs": len(adapters),
         "skipped": list(skipped),
         "made": made,
     }
+    if materialized:
+        out["materialized"] = list(materialized)
+        out["materialized_note"] = MATERIALIZED_NOTE
+    return out
 
 
 def select_points(study: Study, only: Mapping | None) -> list[dict]:
@@ -475,6 +508,12 @@ def merge_parts(study, sources, out=None) -> StudyResults:
                                             kept_info.get("skipped", []))  # fmt: skip
         if adapters or "adapters" in previous.provenance or kept_info:
             made = kept_info.get("made") or (previous.provenance.get("adapters") or {}).get("made")
-            merged["adapters"] = adapters_summary(study.name, adapters, skipped, made=made)
+            merged["adapters"] = adapters_summary(
+                study.name,
+                adapters,
+                skipped,
+                made=made,
+                materialized=materialized_runs(table, adapters),
+            )
         write_results(study, table, tables, merged, out, adapters)
     return read_results(study.name, out)

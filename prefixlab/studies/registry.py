@@ -280,6 +280,54 @@ register(
     )
 )
 
+# -- encoder-decoder prefixes (issue #21, notebook 08) ---------------------------------------------
+
+# The labels of encdec_parts' arms, by the attentions that get a prefix.
+ENCDEC_DUAL = "dual (encoder+decoder+cross)"
+ENCDEC_TINY = "tiny decoder-only, P=15"
+
+register(
+    Study(
+        name="encdec_parts",
+        description="Prefix tuning through the MLP on the embedded encoder-decoder (tiny-bart), "
+        "its prefix in the encoder self-attention only, the decoder self-attention only, the "
+        "decoder self- and cross-attention, or all three (Li & Liang's dual prefix), against "
+        "prompt tuning, nothing trained and the decoder-only tiny model's prefix with as many "
+        "prefix parameters (P=15 x 4 layers = P=10 x 2 layers x 3 parts: 15,360 stored; "
+        "their MLPs, discarded after training, make them train 989,952 and 593,280), each at its "
+        "own tuned rate: does the dual prefix beat each part alone, and does the encoder-"
+        "decoder beat the decoder-only model at equal prefix size? Init: every prefix starts "
+        "from init='random' through the MLP. No start on tiny-bart is neutral: with nothing "
+        "trained its validation loss is 1.25; a dual direct prefix from random vectors starts at "
+        "1.87, from zeros at 1.69, through the MLP from random embeddings at 1.67 (the first "
+        "validation of a run, 200 validation tables, seed 0). Zeros cannot be used for a direct prefix: its P positions get equal "
+        "gradients and stay equal (one position repeated P times, measured after 30 steps); "
+        "'vocab' and 'text' are decoder-only. Through the MLP the random start is the lowest "
+        "and its rows differ, and it is Li & Liang's reparameterization for BART; the tiny "
+        "arm starts the same way, so the two models differ in their model only.",
+        arms=(
+            Arm("encoder", "prefix+mlp", {"parts": "encoder"}),
+            Arm("decoder", "prefix+mlp", {"parts": "decoder"}),
+            Arm("decoder+cross", "prefix+mlp", {"parts": "decoder+cross"}),
+            Arm(ENCDEC_DUAL, "prefix+mlp", {"parts": "encoder+decoder+cross"}),
+            Arm("prompt", "prompt", {"init": "vocab"}),
+            "none",
+            Arm(ENCDEC_TINY, "prefix+mlp", {"model": "tiny", "prefix_length": 15}),
+        ),
+        preset="cpu",
+        overrides={"model": "tiny-bart", "n_val_mrs": 200, "init": "random"},
+        tuning_seeds=(100,),
+        pairs=(
+            (ENCDEC_DUAL, "encoder"),
+            (ENCDEC_DUAL, "decoder"),
+            (ENCDEC_DUAL, "decoder+cross"),
+            (ENCDEC_DUAL, ENCDEC_TINY),
+            (ENCDEC_DUAL, "prompt"),
+            ("prompt", "none"),
+        ),
+    )
+)
+
 # -- CPU time of notebook 07's studies ------------------------------------------------------------
 
 # Seconds per CPU-preset run on this machine (2 cores, one thread each, while other studies
@@ -297,6 +345,11 @@ SECONDS_PER_RUN = {
     "prefix": 81, "infix": 78, "prompt": 107, "lora": 99, "full": 136, "prefix+lora": 85,
     "prefix+mlp": 81,  # not measured: taken as the direct prefix (the MLP is one small matmul)
 }  # fmt: skip
+# Time per run of the other embedded models relative to tiny (training, validation and
+# generation together): the median uncached run of scale_axis on this machine, nano 35 s and
+# tiny 88 s (run side by side), mini 313 s against tiny's 114 s in prefix_length next to it.
+# tiny-bart is not measured and counts as tiny.
+MODEL_TIME_SCALE = {"nano": 0.4, "tiny": 1.0, "mini": 2.7}
 GENERATION_SECONDS = 31
 MEASURED_STEPS = 300  # SECONDS_PER_RUN are runs of this many steps (the CPU preset's)
 VALIDATION_SECONDS = 6  # one pass over 200 validation tables (measured 5.5 s, see above)
@@ -307,22 +360,26 @@ def cpu_estimate(study) -> dict:
 
     Runs: per axis point and arm, the rate grid on the tuning seeds plus the seeds at the
     best rate (grids that grow at an edge add up to `max_extensions` rates more, not counted
-    here). The seconds are the embedded tiny model's: a study over bigger models (scale_axis's
-    "mini") takes longer.
+    here). The seconds are the embedded tiny model's, scaled by `MODEL_TIME_SCALE` for the
+    other embedded models (scale_axis's "nano" and "mini").
     """
     study = get_study(study)
     runs = seconds = 0
-    step_scale = study.base_config("cpu").train.steps / MEASURED_STEPS  # training time ~ steps
-    for _ in study.points():
+    base = study.base_config("cpu")
+    step_scale = base.train.steps / MEASURED_STEPS  # training time ~ steps
+    for point in study.points():
         for arm in study.arms:
+            model = point.get("model") or arm.config.get("model") or base.model
+            model_scale = MODEL_TIME_SCALE.get(model, 1.0)
             if not arm.tuned:  # nothing trains: one run that validates and generates
                 runs += 1
-                seconds += VALIDATION_SECONDS + GENERATION_SECONDS
+                seconds += (VALIDATION_SECONDS + GENERATION_SECONDS) * model_scale
                 continue
             tune = study.n_rates * len(study.tuning_seeds)
             per_run = SECONDS_PER_RUN.get(arm.method, max(SECONDS_PER_RUN.values())) * step_scale
             runs += tune + len(study.seeds)
-            seconds += (tune + len(study.seeds)) * per_run + len(study.seeds) * GENERATION_SECONDS
+            seconds += ((tune + len(study.seeds)) * per_run
+                        + len(study.seeds) * GENERATION_SECONDS) * model_scale  # fmt: skip
     return {
         "runs": runs,
         "seconds_per_run": round(seconds / runs),

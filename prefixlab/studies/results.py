@@ -17,8 +17,11 @@ Three files per study in `results_dir()` (the repository's results/ folder):
   from the whole run and not only from where it ended (results written before curves were
   kept have none);
 - `<name>.adapters.safetensors` (when the study kept any): the trained parameters of its
-  stage-2 runs that train at most `MAX_ADAPTER_PARAMETERS` values, as tensors named
+  stage-2 runs that keep at most `MAX_ADAPTER_PARAMETERS` values, as tensors named
   `<run_id>/<parameter name>` (`prefixlab.studies.adapters` rebuilds the models from them).
+  A prefix trained through the MLP is kept as its materialized prefix (`kept_parameters`):
+  the MLP's weights are 58x more values on the tiny model than the prefix they produce, and
+  only the prefix changes what the model computes.
 """
 
 from __future__ import annotations
@@ -57,8 +60,8 @@ PROVENANCE_KEYS = ("commit", "date", "versions", "preset", "machine", "wall_seco
                    "load_average")  # fmt: skip
 TABLE_KINDS = ("slots", "bleu", "losses", "held_out")
 # A stage-2 run's trained parameters are kept with the results up to this many values per run
-# (prefixes and prompts; not the MLP's training-time parameters, LoRA of large models or full
-# fine-tuning), so that the adapters file stays small enough to commit.
+# (prefixes and prompts, an MLP prefix as its materialized prefix; not LoRA of large models or
+# full fine-tuning), so that the adapters file stays small enough to commit.
 MAX_ADAPTER_PARAMETERS = 200_000
 ADAPTERS_FORMAT = "prefixlab-study-adapters/1"
 _REQUIRED = ("csv", "json", "tables")
@@ -203,6 +206,28 @@ class StudyResults:
     def stage(self, stage: str) -> pd.DataFrame:
         """The rows of one stage: "tune" (stage 1) or "seeds" (stage 2)."""
         return self.table[self.table["stage"] == stage]
+
+
+def kept_parameters(adapted) -> dict[str, torch.Tensor]:
+    """What a study keeps of a trained AdaptedModel: its trainable parameters ({name: CPU
+    copy}), except for a prefix trained through the MLP, which is kept as its materialized
+    prefix, {"adapter.weight": [P, L * 2 * kv_dim]} (`PrefixTuning.materialize()`: the same
+    keys and values, the MLP discarded, the model's outputs unchanged). The MLP's own weights
+    are then not kept, so such a run cannot be trained further in its MLP form."""
+    adapter = getattr(adapted, "adapter", None)
+    if getattr(adapter, "reparam", None) == "mlp":
+        direct = adapter.materialize()
+        return {f"adapter.{name}": p.detach().contiguous().cpu().clone()
+                for name, p in direct.named_parameters()}  # fmt: skip
+    return {name: p.detach().contiguous().cpu().clone()
+            for name, p in adapted.named_parameters() if p.requires_grad}  # fmt: skip
+
+
+def materialized_runs(table: pd.DataFrame, adapters: Mapping) -> list[str]:
+    """The run_ids among `adapters` whose runs trained a prefix through the MLP (kept as their
+    materialized prefix, `kept_parameters`)."""
+    rows = table[table["method"] == "prefix+mlp"] if "method" in table else table.iloc[:0]
+    return sorted(r for r in rows["run_id"] if r in adapters)
 
 
 def write_adapters(path: str | os.PathLike, adapters: Mapping[str, Mapping]) -> None:
