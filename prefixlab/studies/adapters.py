@@ -156,6 +156,18 @@ def _check_entry(key: str, row, config) -> dict:
     return entry
 
 
+def _set_json_entry(path, key: str, value) -> None:
+    """Set one top-level entry of a study's JSON, the other keys as they are and "study" kept
+    last (as `write_results` writes it); written to a temporary file, then moved."""
+    info = json.loads(path.read_text(encoding="utf-8"))
+    study = info.pop("study")
+    info[key] = value
+    info["study"] = study
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def attach_adapters(results_or_name, *, folder=None, write: bool = True) -> dict:
     """Copy the trained parameters of a study's committed stage-2 runs from the run cache
     (`run_cache.cache_dir()`, i.e. $PREFIXLAB_CACHE/runs) into its adapters file, and record
@@ -221,13 +233,7 @@ def attach_adapters(results_or_name, *, folder=None, write: bool = True) -> dict
         if adapters:
             write_adapters(paths["csv"].with_name(f"{results.study.name}.adapters.safetensors"),
                            adapters)  # fmt: skip
-        info = json.loads(paths["json"].read_text(encoding="utf-8"))
-        study = info.pop("study")
-        info["adapters"] = summary
-        info["study"] = study  # kept last, as write_results writes it
-        tmp = paths["json"].with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, paths["json"])
+        _set_json_entry(paths["json"], "adapters", summary)
     return summary
 
 
@@ -294,11 +300,5 @@ def attach_curves(results_or_name, *, folder=None, write: bool = True) -> dict:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
         os.replace(tmp, paths["tables"])
-        info = json.loads(paths["json"].read_text(encoding="utf-8"))
-        study = info.pop("study")
-        info["curves"] = summary
-        info["study"] = study  # kept last, as write_results writes it
-        tmp = paths["json"].with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, paths["json"])
+        _set_json_entry(paths["json"], "curves", summary)
     return summary
