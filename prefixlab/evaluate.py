@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from prefixlab._validate import require_bool
-from prefixlab.batching import iterate_batches
+from prefixlab.batching import iterate_batches, pad_id
 from prefixlab.e2e.mr import parse_mr
 
 # Re-exported: notebooks and tests call prefixlab.evaluate.slot_error_rate and friends.
@@ -452,7 +452,7 @@ def generate_texts(
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
     eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    pad = pad_id(tokenizer)  # the pad token, else eos; a ValueError when it has neither
     device = _device_of(adapted)
     form = pair_format(adapted)  # the source's layout and where the text starts
     generate_kwargs.setdefault("do_sample", False)
