@@ -646,6 +646,35 @@ def test_estimates_plot_draws_each_interval_where_the_data_says():
         plot_estimates(df.drop(columns="label"), title="bad")
 
 
+def test_estimates_plot_keeps_an_arms_colour_across_figures_with_colors_of():
+    import pandas as pd
+    from matplotlib.colors import to_hex
+
+    from prefixlab.plotting import plot_estimates
+
+    def dot_colours(fig):  # label -> colour of its dot, read from the first panel
+        ax = fig.axes[0]
+        names = [t.get_text() for t in ax.get_yticklabels()][::-1]  # drawn bottom to top
+        dots = [line for line in ax.lines if len(line.get_xdata()) == 1]
+        return {name: to_hex(dot.get_color()) for name, dot in zip(names[::-1], dots, strict=True)}
+
+    arms = ["random", "text", "vocab"]
+    est = pd.DataFrame({"metric": "loss", "label": arms, "estimate": [1.0, 0.9, 0.95],
+                        "low": [0.9, 0.8, 0.85], "high": [1.1, 1.0, 1.05]})  # fmt: skip
+    dif = pd.DataFrame({"metric": "loss", "label": ["text - random", "vocab - random"],
+                        "estimate": [-0.1, -0.05], "low": [-0.2, -0.1], "high": [0.0, 0.0]})  # fmt: skip
+    by_arm = dot_colours(plot_estimates(est, title="t"))
+    assert len(set(by_arm.values())) == 3
+    default = dot_colours(plot_estimates(dif, title="t", reference=0.0))
+    assert default["text - random"] != by_arm["text"]  # without colors_of: first extra colour
+    kept = dot_colours(plot_estimates(dif, title="t", reference=0.0, colors_of=arms))
+    assert kept == {"text - random": by_arm["text"], "vocab - random": by_arm["vocab"]}
+    with pytest.raises(ValueError, match="no colour for \\['vocab'\\]"):
+        plot_estimates(dif, title="t", colors_of=["random", "text"])
+    with pytest.raises(ValueError, match="list of arm names"):
+        plot_estimates(dif, title="t", colors_of="text")
+
+
 def test_lr_sweep_rings_the_chosen_rate():
     import pandas as pd
 

@@ -202,21 +202,43 @@ def plot_scale_axis(df: pd.DataFrame, *, title: str) -> Figure:
     return fig
 
 
-def plot_estimates(df: pd.DataFrame, *, title: str, reference: float | None = None) -> Figure:
+def plot_estimates(
+    df: pd.DataFrame, *, title: str, reference: float | None = None, colors_of=None
+) -> Figure:
     """Estimates with their intervals, one row per label and one panel per metric.
+
+    A row is coloured by its arm (a difference "A - B" by A). Arms that are not one of the
+    lab's methods take the extra colours in order of appearance, so to give an arm the same
+    colour in an estimates figure and a differences figure pass both the same `colors_of`.
 
     Args:
         df: columns metric, label, estimate, low, high (e.g. `verdict_table` rows with a label
             column: an arm for estimates, "A - B" for differences); rows in the order to draw,
             top to bottom.
         reference: a vertical line at this value in every panel (0 for differences).
+        colors_of: the arms in the order their colours are handed out (default: the rows'
+            arms as they appear); it must include every row's arm.
     Returns:
         Figure with one Axes per metric: a dot per label and its interval as a bar.
     """
     _check_frame(df, ["metric", "label", "estimate", "low", "high"])
     metrics = list(pd.unique(df["metric"]))
     labels = list(pd.unique(df["label"]))
-    styles = _line_styles([str(label).split(" - ")[0] for label in labels])
+    arms = list(dict.fromkeys(str(label).split(" - ")[0] for label in labels))
+    if colors_of is not None:
+        if isinstance(colors_of, str) or not all(isinstance(a, str) for a in colors_of):
+            raise ValueError(
+                f"colors_of must be a list of arm names, got {colors_of!r}; e.g. "
+                "colors_of=list(estimates.label)."
+            )
+        missing = [a for a in arms if a not in colors_of]
+        if missing:
+            raise ValueError(
+                f"colors_of has no colour for {missing}; pass every arm that labels a row "
+                f"(the rows' arms: {arms})."
+            )
+        arms = list(dict.fromkeys(colors_of))
+    styles = _line_styles(arms)
     with style():
         fig, axes = _subplots(1, len(metrics), figsize=(3.3 * len(metrics) + 1.6,
                                                         0.42 * len(labels) + 1.6),
