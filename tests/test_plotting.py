@@ -673,6 +673,8 @@ def test_estimates_plot_keeps_an_arms_colour_across_figures_with_colors_of():
         plot_estimates(dif, title="t", colors_of=["random", "text"])
     with pytest.raises(ValueError, match="list of arm names"):
         plot_estimates(dif, title="t", colors_of="text")
+    two_of_one_method = est.assign(label=["prefix+lora: joint", "prefix+lora: later", "prefix"])
+    assert len(set(dot_colours(plot_estimates(two_of_one_method, title="t")).values())) == 3
 
 
 def test_lr_sweep_rings_the_chosen_rate():

@@ -14,6 +14,7 @@ from .theme import (
     _BESIDE,
     _CROSS,
     _STRIP,
+    EXTRA_COLORS,
     NEUTRAL_COLOR,
     _legend,
     _line_styles,
@@ -202,6 +203,19 @@ def plot_scale_axis(df: pd.DataFrame, *, title: str) -> Figure:
     return fig
 
 
+def _distinct_colours(arms) -> dict:
+    """arm -> colour: its method's colour (`_line_styles`), except that an arm whose colour an
+    earlier arm already has (two arms of one method, e.g. the hybrid's two schedules) takes the
+    first extra colour nobody has, so every dot in a figure of estimates is told apart."""
+    out, taken = {}, set()
+    for arm, (color, _ls, _name) in _line_styles(arms).items():
+        if color in taken:
+            color = next((c for c in EXTRA_COLORS if c not in taken), color)
+        out[arm] = color
+        taken.add(color)
+    return out
+
+
 def plot_estimates(
     df: pd.DataFrame, *, title: str, reference: float | None = None, colors_of=None
 ) -> Figure:
@@ -238,9 +252,10 @@ def plot_estimates(
                 f"(the rows' arms: {arms})."
             )
         arms = list(dict.fromkeys(colors_of))
-    styles = _line_styles(arms)
+    colour = _distinct_colours(arms)
+    longest = max(len(str(label)) for label in labels)  # the y labels take this much width
     with style():
-        fig, axes = _subplots(1, len(metrics), figsize=(3.3 * len(metrics) + 1.6,
+        fig, axes = _subplots(1, len(metrics), figsize=(3.3 * len(metrics) + max(1.6, 0.075 * longest),
                                                         0.42 * len(labels) + 1.6),
                               sharey=True)  # fmt: skip
         for ax, name in zip(axes[0], metrics, strict=True):
@@ -251,7 +266,7 @@ def plot_estimates(
             for yi, (label, row) in zip(y, rows.iterrows(), strict=True):
                 if not np.isfinite(row["estimate"]):
                     continue
-                color = styles[str(label).split(" - ")[0]][0]
+                color = colour[str(label).split(" - ")[0]]
                 ax.plot([row["low"], row["high"]], [yi, yi], color=color, lw=2.4, zorder=2,
                         solid_capstyle="butt")  # fmt: skip
                 ax.plot([row["estimate"]], [yi], "o", color=color, ms=6.5, zorder=3)
