@@ -654,9 +654,9 @@ def test_estimates_plot_keeps_an_arms_colour_across_figures_with_colors_of():
 
     def dot_colours(fig):  # label -> colour of its dot, read from the first panel
         ax = fig.axes[0]
-        names = [t.get_text() for t in ax.get_yticklabels()][::-1]  # drawn bottom to top
+        names = [t.get_text() for t in ax.get_yticklabels()]  # in the order the rows are drawn
         dots = [line for line in ax.lines if len(line.get_xdata()) == 1]
-        return {name: to_hex(dot.get_color()) for name, dot in zip(names[::-1], dots, strict=True)}
+        return {name: to_hex(dot.get_color()) for name, dot in zip(names, dots, strict=True)}
 
     arms = ["random", "text", "vocab"]
     est = pd.DataFrame({"metric": "loss", "label": arms, "estimate": [1.0, 0.9, 0.95],
