@@ -222,13 +222,32 @@ def table_scores(
 # -- loss and generation -----------------------------------------------------------------------
 
 
+def _length_order(encoded: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Row indices from shortest to longest (real tokens, both sides of an encoder-decoder
+    pair; stable): batches of similar lengths trim most of their padding away."""
+    length = encoded["attention_mask"].sum(1)
+    if "decoder_attention_mask" in encoded:
+        length = length + encoded["decoder_attention_mask"].sum(1)
+    return torch.argsort(length, stable=True)
+
+
 def _first_batches(encoded: Mapping[str, torch.Tensor], batch_size: int, max_batches: int | None):
-    """Batches of `encoded` in row order (no shuffle), only the first `max_batches` if given:
-    the same fixed subset every time, so losses measured on it compare."""
-    for i, batch in enumerate(iterate_batches(dict(encoded), batch_size)):
+    """Yields (rows, batch): `rows` are the indices into `encoded` of the batch's rows.
+
+    All rows (`max_batches` None): in length order, so each batch carries little padding (half
+    the time of row order on the synthetic validation set; a sum over rows is unchanged up to
+    float rounding). The first `max_batches` batches: in row order, the same fixed subset every
+    time, so losses measured on it compare."""
+    encoded = dict(encoded)
+    if max_batches is None and "attention_mask" in encoded:
+        order = _length_order(encoded)
+        encoded = {key: value[order] for key, value in encoded.items()}
+    else:
+        order = torch.arange(len(encoded["input_ids"]))
+    for i, batch in enumerate(iterate_batches(encoded, batch_size)):
         if max_batches is not None and i >= max_batches:
             return
-        yield batch
+        yield order[i * batch_size : (i + 1) * batch_size], batch
 
 
 @torch.no_grad()
@@ -261,7 +280,7 @@ def validation_loss(
     device = _device_of(adapted)
     form = pair_format(adapted)  # decoder-only or encoder-decoder (`prefixlab.pair_format`)
     total, count = 0.0, 0
-    for batch in _first_batches(encoded, batch_size, max_batches):
+    for _, batch in _first_batches(encoded, batch_size, max_batches):
         batch = {k: v.to(device) for k, v in batch.items()}
         n = form.n_scored(batch["labels"])  # tokens the loss averages over
         if n == 0:
@@ -283,8 +302,8 @@ def row_losses(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`validation_loss` row by row: each row's summed cross-entropy and its scored tokens.
 
-    The same batches as `validation_loss` (the first `max_batches`, in row order; "task_ids"
-    passed on for an AdapterBank or a ControlPrefix), so `sums.sum() / tokens.sum()` is its
+    The same batches as `validation_loss` (all rows by length, or the first `max_batches` in
+    row order; "task_ids" passed on for an AdapterBank or a ControlPrefix), so `sums.sum() / tokens.sum()` is its
     value up to float rounding.
 
     Returns:
@@ -294,15 +313,18 @@ def row_losses(
     _check_encoded(encoded, ("input_ids", "attention_mask", "labels"))
     device = _device_of(adapted)
     form = pair_format(adapted)  # which positions are scored (`prefixlab.pair_format`)
-    sums, tokens = [], []
-    for batch in _first_batches(encoded, batch_size, max_batches):
+    rows, sums, tokens = [], [], []
+    for index, batch in _first_batches(encoded, batch_size, max_batches):
         batch = {k: v.to(device) for k, v in batch.items()}
         row_sums, row_tokens = form.row_losses(adapted, batch)  # [B], [B]
+        rows.append(index)
         sums.append(row_sums.cpu())
         tokens.append(row_tokens.cpu())
     if not sums:
         return np.zeros(0), np.zeros(0, dtype=np.int64)
-    return torch.cat(sums).numpy(), torch.cat(tokens).numpy().astype(np.int64)
+    back = torch.argsort(torch.cat(rows))  # batches ran in length order: back to row order
+    sums, tokens = torch.cat(sums)[back], torch.cat(tokens)[back]
+    return sums.numpy(), tokens.numpy().astype(np.int64)
 
 
 def _losses_by_table(adapted, tokenizer, pairs, tables, *, max_length, batch_size, max_batches,
