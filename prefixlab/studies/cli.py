@@ -3,7 +3,7 @@
     python -m prefixlab.studies list
     python -m prefixlab.studies run prefix_vs_prompt [--preset cpu|fast|gpu] [--out results/]
                                     [--no-cache] [--threads 1] [--quiet]
-                                    [--only AXIS=VALUE]
+                                    [--only AXIS=VALUE] [--journal DIR]
     python -m prefixlab.studies show prefix_vs_prompt [--results results/]
 
 `run` writes results/<name>.csv, .json, .tables.npz and .adapters.safetensors; `show` prints the verdict table of the
@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="append", default=None, metavar="AXIS=VALUE[,VALUE]",
                      help="run only these axis points and merge them into the results already "
                      "in --out (repeatable), e.g. --only model=mini")  # fmt: skip
+    run.add_argument("--journal", default=None, metavar="DIR",
+                     help="keep every finished run as small files in DIR and read them back "
+                     "when run again (a study that spans sessions; commit DIR)")  # fmt: skip
     merge = sub.add_parser("merge", help="merge parts run into other folders (run --only ... "
                            "--out DIR) into the study's results")  # fmt: skip
     merge.add_argument("name", help="a registered study (see `list`)")
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if threads < 1:
         parser.error(f"--threads must be an int >= 1, got {args.threads!r}.")
     out = _folder(parser, "--out", args.out)
+    journal = _folder(parser, "--journal", args.journal)
     only = _only(parser, args.only)
     import torch
 
@@ -147,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     torch.set_num_threads(threads)
     results = run_study(study, preset=args.preset, out=out, cache=not args.no_cache,
-                        progress=not args.quiet, only=only)  # fmt: skip
+                        progress=not args.quiet, only=only, journal=journal)  # fmt: skip
     info = results.provenance
     print(
         f"{study.name}: {info['runs']} runs ({info['cached_runs']} from the cache) in "

@@ -34,6 +34,7 @@ from prefixlab.config import PRESETS, RunConfig
 from prefixlab.run_cache import load_state, read_trained, run_key, trainable_state
 from prefixlab.runs import build, data_pool, run_data, run_experiment
 from prefixlab.studies.definition import Arm, Study
+from prefixlab.studies.journal import Journal, entry_key
 from prefixlab.studies.registry import get_study
 from prefixlab.studies.results import (
     CSV_COLUMNS,
@@ -126,11 +127,20 @@ def _record(stage: str, arm: Arm, point: Mapping, config: RunConfig, row: dict,
     return record
 
 
+# The columns `_record` fills with NaN when a run did not measure them.
+_MAYBE_NAN = (
+    "final_val_loss", "best_val_loss", "last_val_drop", "bleu", "slot_error_rate",
+    "held_out_slot_error_rate", "table_gain", "loss_right_mr", "loss_wrong_mr",
+)  # fmt: skip
+
+
 class _Runner:
     """Runs one study's configs, keeping the rows, the per-table arrays and a log."""
 
-    def __init__(self, study: Study, base: RunConfig, *, cache: bool, progress: bool):
+    def __init__(self, study: Study, base: RunConfig, *, cache: bool, progress: bool,
+                 journal: Journal | None = None):  # fmt: skip
         self.study, self.base, self.cache, self.progress = study, base, cache, progress
+        self.journal = journal
         self.records: list[dict] = []
         self.tables: dict = {}
         self.grids: list[dict] = []
@@ -144,8 +154,13 @@ class _Runner:
     def run(self, stage, arm, point, *, lr, seed, chosen=False, keep_tables=False):
         config = self.study.run_config(self.base, arm.label, point, lr=lr, seed=seed,
                                        evaluate=stage == "seeds")  # fmt: skip
-        started = time.monotonic()
         keep = stage == "seeds"  # without the cache the trained model is only here
+        key = entry_key(stage, config) if self.journal is not None else None
+        if key is not None:
+            hit = self.journal.read(key)
+            if hit is not None:
+                return self._journalled(hit, stage, arm, point, chosen=chosen)
+        started = time.monotonic()
         row, history, adapted = run_experiment(config, cache=self.cache, progress=False,
                                                return_model=keep and not self.cache)  # fmt: skip
         took = time.monotonic() - started
@@ -161,6 +176,10 @@ class _Runner:
             self.tables[row["run_id"]].update(table_statistics(history))
         if keep:
             self.keep_adapter(config, record, adapted)
+        if key is not None:
+            skipped = [s for s in self.skipped if s["run_id"] == record["run_id"]]
+            self.journal.write(key, {**record, "skipped": skipped[0] if skipped else None},
+                               self.tables[row["run_id"]], self.adapters.get(row["run_id"]))  # fmt: skip
         where = " ".join(f"{k}={v}" for k, v in point.items())
         self.log(
             f"[{stage}] {where + ' ' if where else ''}{arm.label} lr={lr} seed={seed}: "
@@ -169,6 +188,26 @@ class _Runner:
                if stage == "seeds" and not math.isnan(row.get("bleu", math.nan)) else "")
             + (" (cached)" if row["cached"] else f" ({took:.0f} s)")
         )  # fmt: skip
+        return record
+
+    def _journalled(self, hit, stage, arm, point, *, chosen: bool) -> dict:
+        """A run read back from the journal: its row (counted as cached: its time is not in
+        this invocation's wall time), curves, per-table arrays and kept parameters."""
+        row, arrays, parameters = hit
+        skipped = row.pop("skipped", None)
+        for name in _MAYBE_NAN:  # the JSON wrote NaN (not measured) as null
+            if row.get(name, 0) is None:
+                row[name] = math.nan
+        record = {**row, "chosen": chosen, "cached": True}
+        self.records.append(record)
+        self.tables[record["run_id"]] = arrays
+        if parameters is not None:
+            self.adapters[record["run_id"]] = parameters
+        if skipped:
+            self.skipped.append(skipped)
+        where = " ".join(f"{k}={v}" for k, v in point.items())
+        self.log(f"[{stage}] {where + ' ' if where else ''}{arm.label} lr={record['lr']} "
+                 f"seed={record['seed']}: val {record['final_val_loss']:.4f} (journal)")  # fmt: skip
         return record
 
     def keep_adapter(self, config: RunConfig, record: dict, adapted) -> None:
@@ -253,6 +292,7 @@ def run_study(
     cache: bool = True,
     progress: bool = True,
     only: Mapping | None = None,
+    journal=None,
 ) -> StudyResults:
     """Run both stages of a study and write its results files.
 
@@ -267,6 +307,10 @@ def run_study(
             them into the study's results already in `out` (their rows for other points are
             kept; the JSON lists each part with its own commit and wall time). For a long axis
             point run on its own, e.g. {"model": "mini"}.
+        journal: a folder that keeps every finished run as small files
+            (`prefixlab.studies.journal`) and is read first: a study stopped part-way resumes
+            from it even when the run cache is gone (commit it with the work in progress).
+            The JSON's "journal" entry counts the runs read from it and their commits.
     Returns:
         The results as `read_results` reads them back from `out`.
     """
@@ -279,12 +323,13 @@ def run_study(
         raise ValueError(f"out must be a folder path, got {out!r}.")
     points = select_points(study, only)
     previous = _previous_parts(study, out) if only is not None else None
+    journal = Journal(journal) if journal is not None else None
     problems = study.protocol_problems()
     start = time.monotonic()
     load_start = load_average()
     base = study.base_config(preset)
     check_eval_tables(study, base)
-    runner = _Runner(study, base, cache=cache, progress=progress)
+    runner = _Runner(study, base, cache=cache, progress=progress, journal=journal)
     if problems:
         runner.log(f"Study {study.name!r} is below the protocol: {'; '.join(problems)}.")
     for point in points:
@@ -303,6 +348,12 @@ def run_study(
         protocol_problems=problems,
         grids=runner.grids,
     )
+    if journal is not None:
+        info["journal"] = {
+            "folder": str(journal.folder),
+            "runs_read": len(journal.read_keys),
+            "commits_read": journal.commits(),
+        }
     adapters, skipped = runner.adapters, runner.skipped
     if previous is not None:
         table, tables, info = _merge(study, previous, points, table, runner.tables, info)
