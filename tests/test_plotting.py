@@ -800,3 +800,42 @@ def test_plot_rate_curves_one_panel_per_form_chosen_rate_marked():
         P.plot_rate_curves({"direct": {-1.0: pd.Series([1.0])}}, title="t")
     with pytest.raises(ValueError, match="non-empty dict"):
         P.plot_rate_curves({}, title="t")
+
+
+def _stability_runs():
+    rows = []
+    for init in ("random", "zero"):
+        for arm, best in (("prefix", 0.03), ("prefix+mlp", 0.003)):
+            for k, loss in ((-1, 1.5), (0, 1.2), (1, 1.4), (2, 3.0)):
+                failed = loss >= 2.5
+                if init == "zero" and arm == "prefix" and k == 2:
+                    loss = np.nan  # a run whose loss went NaN
+                rows.append({"init": init, "arm": arm, "lr": best * 3.0**k, "best_lr": best,
+                             "final_val_loss": loss, "start_val_loss": 2.5,
+                             "outcome": "failed" if failed else "trained"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_plot_stability_sweep_panels_crosses_and_relative_rates():
+    fig = P.plot_stability_sweep(_stability_runs(), title="t")
+    titles = [" ".join(ax.get_title(loc) for loc in ("left", "center", "right")).strip()
+              for ax in fig.axes[:2]]  # fmt: skip
+    assert titles == ["init=random", "init=zero"]
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    xs = np.concatenate([line.get_xdata() for line in ax.lines if len(line.get_xdata()) > 2])
+    assert np.allclose(sorted(set(np.round(xs, 6))), [1 / 3, 1, 3, 9])  # medians at lr / best
+    crosses = [c for c in ax.collections if len(c.get_offsets()) and c.get_sizes()[0] == 40]
+    assert sum(len(c.get_offsets()) for c in crosses) == 2  # each form's failed run at 9x
+    colours = {to_hex(line.get_color()) for line in ax.lines if len(line.get_xdata()) > 2}
+    assert len(colours) == 2  # the two forms apart
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "failed (ended at or above its start)" in labels
+    plt.close(fig)
+
+
+def test_plot_stability_sweep_is_validated():
+    with pytest.raises(ValueError, match="best_lr"):
+        P.plot_stability_sweep(_stability_runs().drop(columns="best_lr"), title="t")
+    with pytest.raises(ValueError, match="chosen rate"):
+        P.plot_stability_sweep(_stability_runs().assign(best_lr=np.nan), title="t")

@@ -56,6 +56,7 @@ from .sweeps import (
     plot_lr_sweep,
     plot_scale_axis,
     plot_seed_spread,
+    plot_stability_sweep,
 )
 from .theme import (
     EXTRA_COLORS,
@@ -96,6 +97,7 @@ __all__ = [
     "plot_length_sweep",
     "plot_loss_curves",
     "plot_lr_sweep",
+    "plot_stability_sweep",
     "plot_scale_axis",
     "plot_estimates",
     "plot_metric_bars",

@@ -406,3 +406,75 @@ def plot_seed_spread(
         _legend(ax, handles)
         _suptitle(fig, title)
     return fig
+
+
+def plot_stability_sweep(runs: pd.DataFrame, *, title: str, axis: str = "init") -> Figure:
+    """Each form's final validation loss against its rate *relative to its own best rate*, one
+    panel per `axis` value (the inits of `mlp_stability`): how far each form can stray from
+    its best rate before it fails.
+
+    Args:
+        runs: `prefixlab.studies.run_outcomes(...)` rows (stage "tune"): columns `axis`, arm,
+            lr, best_lr, final_val_loss, start_val_loss, outcome.
+    Returns:
+        Figure, one Axes per axis value: a dot per run and a line through the medians per arm
+        (x = lr / best_lr, log); a run whose loss ended at or above where it started
+        (outcome "failed") is a cross; each arm's loss before step 1 is a dashed line in its
+        colour (above it, training made the model worse). Runs with a non-finite loss are
+        crosses along the top edge.
+    """
+    _check_frame(runs, [axis, "arm", "lr", "best_lr", "final_val_loss", "start_val_loss",
+                        "outcome"], "runs")  # fmt: skip
+    frame = runs.assign(relative=runs["lr"].to_numpy(float) / runs["best_lr"].to_numpy(float))
+    frame = frame[np.isfinite(frame["relative"]) & (frame["relative"] > 0)]
+    if not len(frame):
+        raise ValueError("runs has no run with a chosen rate to be relative to (best_lr).")
+    panels = list(pd.unique(frame[axis]))
+    arms = list(pd.unique(frame["arm"]))
+    styles = _line_styles(arms)
+    # the two prefix forms share a colour family: the second and later arms take the extra
+    # colours, so that direct and MLP read apart at a glance
+    styles = {a: (styles[a][0] if i == 0 else EXTRA_COLORS[i - 1], "-", styles[a][2])
+              for i, a in enumerate(arms)}  # fmt: skip
+    with style():
+        fig, axes = _subplots(1, len(panels), figsize=(4.3 * len(panels) + 1.2, 4.0), sharey=True)
+        finite = frame["final_val_loss"].to_numpy(float)
+        finite = finite[np.isfinite(finite)]
+        top = finite.max() if finite.size else 1.0
+        for ax, value in zip(axes[0], panels, strict=True):
+            here = frame[frame[axis] == value]
+            for arm in arms:
+                rows = here[here["arm"] == arm]
+                color, ls, name = styles[arm]
+                loss = rows["final_val_loss"].to_numpy(float)
+                failed = (rows["outcome"] == "failed").to_numpy()
+                ok = np.isfinite(loss)
+                ax.scatter(rows["relative"][ok & ~failed], loss[ok & ~failed], s=24, color=color,
+                           alpha=0.5, lw=0, zorder=2)  # fmt: skip
+                ax.scatter(rows["relative"][ok & failed], loss[ok & failed], s=40, color=color,
+                           marker="x", lw=1.6, zorder=3)  # fmt: skip
+                ax.scatter(rows["relative"][~ok], np.full((~ok).sum(), top), s=40, color=color,
+                           marker="x", lw=1.6, zorder=3, clip_on=False)  # fmt: skip
+                median = rows[ok].groupby("relative", sort=True)["final_val_loss"].median()
+                ax.plot(median.index, median.to_numpy(), color=color, ls=ls, marker="o", ms=4,
+                        zorder=3)  # fmt: skip
+                start = rows["start_val_loss"].to_numpy(float)
+                start = start[np.isfinite(start)]
+                if start.size:
+                    ax.axhline(float(np.median(start)), color=color, ls=(0, (4, 3)), lw=1.1,
+                               alpha=0.8, zorder=1)  # fmt: skip
+            ax.axvline(1.0, color=NEUTRAL_COLOR, lw=0.8, alpha=0.6, zorder=0)
+            ax.set_xscale("log")
+            ax.set(title=f"{axis}={value}", xlabel="rate / the form's best rate")
+        axes[0, 0].set_ylabel("final " + metric_label("final_val_loss"))
+        handles = [Line2D([], [], color=styles[a][0], ls=styles[a][1], marker="o", ms=4,
+                          label=styles[a][2]) for a in arms]  # fmt: skip
+        handles += [
+            Line2D([], [], color=NEUTRAL_COLOR, ls="none", marker="x", mew=1.6, ms=7,
+                   label="failed (ended at or above its start)"),
+            Line2D([], [], color=NEUTRAL_COLOR, ls=(0, (4, 3)), lw=1.1,
+                   label="loss before step 1 (median)"),
+        ]  # fmt: skip
+        _legend(axes[0, -1], handles)
+        _suptitle(fig, title)
+    return fig
