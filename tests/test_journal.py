@@ -97,3 +97,32 @@ def test_journal_must_be_a_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["run", "prefix_vs_prompt", "--journal", str(file)])
     assert "--journal must be a folder" in capsys.readouterr().err
+
+
+def test_two_arm_shares_then_one_run_that_reads_them_all(journalled, tmp_path, monkeypatch):
+    root, first = journalled
+    monkeypatch.setenv("PREFIXLAB_CACHE", str(tmp_path / "cache"))
+    journal = tmp_path / "journal"
+    for arm in ("prefix", "prompt"):  # two processes could run these side by side
+        assert run_study(SMALL, out=tmp_path / "out", progress=False, journal=journal,
+                         arms=[arm]) is None  # fmt: skip
+    assert not (tmp_path / "out").exists()  # a share writes the journal only
+    monkeypatch.setattr(protocol, "run_experiment", _no_training)
+    whole = run_study(SMALL, out=tmp_path / "out", progress=False, journal=journal)
+    columns = [c for c in first.table.columns if c not in ("cached", "seconds")]
+    pd.testing.assert_frame_equal(whole.table[columns], first.table[columns])
+
+
+def test_arm_shares_are_validated(tmp_path, capsys):
+    with pytest.raises(ValueError, match="journal="):
+        run_study(SMALL, out=tmp_path, progress=False, arms=["prefix"])
+    with pytest.raises(ValueError, match="no arm 'lora'.*prompt, prefix"):
+        run_study(SMALL, out=tmp_path, progress=False, journal=tmp_path / "j", arms=["lora"])
+    with pytest.raises(ValueError, match="non-empty"):
+        run_study(SMALL, out=tmp_path, progress=False, journal=tmp_path / "j", arms=[])
+    with pytest.raises(SystemExit):
+        cli_main(["run", "prefix_vs_prompt", "--arm", "prefix"])
+    assert "journal=" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["run", "prefix_vs_prompt", "--arm", "lorra", "--journal", str(tmp_path / "j")])
+    assert "no arm 'lorra'" in capsys.readouterr().err

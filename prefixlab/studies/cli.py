@@ -3,7 +3,7 @@
     python -m prefixlab.studies list
     python -m prefixlab.studies run prefix_vs_prompt [--preset cpu|fast|gpu] [--out results/]
                                     [--no-cache] [--threads 1] [--quiet]
-                                    [--only AXIS=VALUE] [--journal DIR]
+                                    [--only AXIS=VALUE] [--journal DIR [--arm LABEL]]
     python -m prefixlab.studies show prefix_vs_prompt [--results results/]
 
 `run` writes results/<name>.csv, .json, .tables.npz and .adapters.safetensors; `show` prints the verdict table of the
@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--journal", default=None, metavar="DIR",
                      help="keep every finished run as small files in DIR and read them back "
                      "when run again (a study that spans sessions; commit DIR)")  # fmt: skip
+    run.add_argument("--arm", action="append", default=None, metavar="LABEL",
+                     help="run only this arm (repeatable) into --journal, writing no results "
+                     "files: two processes can share one axis point; run again without --arm "
+                     "to write them")  # fmt: skip
     merge = sub.add_parser("merge", help="merge parts run into other folders (run --only ... "
                            "--out DIR) into the study's results")  # fmt: skip
     merge.add_argument("name", help="a registered study (see `list`)")
@@ -137,13 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     only = _only(parser, args.only)
     import torch
 
-    from prefixlab.studies.protocol import check_eval_tables, run_study, select_points
+    from prefixlab.studies.protocol import (
+        check_eval_tables,
+        run_study,
+        select_arms,
+        select_points,
+    )
 
-    if only is not None:
-        try:
+    try:
+        if only is not None:
             select_points(study, only)
-        except ValueError as err:
-            parser.error(str(err))
+        select_arms(study, args.arm, journal)
+    except ValueError as err:
+        parser.error(str(err))
 
     try:
         check_eval_tables(study, study.base_config(args.preset))
@@ -151,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     torch.set_num_threads(threads)
     results = run_study(study, preset=args.preset, out=out, cache=not args.no_cache,
-                        progress=not args.quiet, only=only, journal=journal)  # fmt: skip
+                        progress=not args.quiet, only=only, journal=journal,
+                        arms=args.arm)  # fmt: skip
+    if results is None:  # --arm: only the journal was written
+        return 0
     info = results.provenance
     print(
         f"{study.name}: {info['runs']} runs ({info['cached_runs']} from the cache) in "

@@ -17,6 +17,10 @@ For every axis point and arm:
 
 Runs go through `runs.run_experiment`, so they are cached: an interrupted study resumes where
 it stopped. The files are written only when every run finished (`results.write_results`).
+With `journal=` every finished run is also kept as small files that can be committed
+(`prefixlab.studies.journal`), so a study of many CPU-hours resumes in a later session whose
+run cache is gone; `arms=` runs a share of the study (some arms) into the journal only, so
+two processes can split one axis point.
 """
 
 from __future__ import annotations
@@ -293,7 +297,8 @@ def run_study(
     progress: bool = True,
     only: Mapping | None = None,
     journal=None,
-) -> StudyResults:
+    arms=None,
+) -> StudyResults | None:
     """Run both stages of a study and write its results files.
 
     Args:
@@ -311,8 +316,13 @@ def run_study(
             (`prefixlab.studies.journal`) and is read first: a study stopped part-way resumes
             from it even when the run cache is gone (commit it with the work in progress).
             The JSON's "journal" entry counts the runs read from it and their commits.
+        arms: run only these arms (labels) and write only the journal, no results files: two
+            processes can share one axis point (e.g. arms=["prefix"] and arms=["prefix+mlp"]);
+            the study run again without `arms` then reads every run from the journal and
+            writes the files. Needs `journal`.
     Returns:
-        The results as `read_results` reads them back from `out`.
+        The results as `read_results` reads them back from `out` (None with `arms`: nothing
+        was written but the journal).
     """
     study = get_study(study)
     preset = study.preset if preset is None else preset
@@ -322,7 +332,8 @@ def run_study(
     if out is not None and not isinstance(out, (str, os.PathLike)):
         raise ValueError(f"out must be a folder path, got {out!r}.")
     points = select_points(study, only)
-    previous = _previous_parts(study, out) if only is not None else None
+    chosen_arms = select_arms(study, arms, journal)
+    previous = _previous_parts(study, out) if only is not None and arms is None else None
     journal = Journal(journal) if journal is not None else None
     problems = study.protocol_problems()
     start = time.monotonic()
@@ -333,12 +344,17 @@ def run_study(
     if problems:
         runner.log(f"Study {study.name!r} is below the protocol: {'; '.join(problems)}.")
     for point in points:
-        for arm in study.arms:
+        for arm in chosen_arms:
             best = runner.tune(arm, point) if arm.tuned else None
             if arm.tuned and best is None:
                 runner.log(f"{arm.label} {point}: every rate failed; no stage 2.")
                 continue
             runner.seeds(arm, point, best)
+    if arms is not None:  # a share of the study: its runs are in the journal, nothing else
+        runner.log(f"{len(runner.records)} runs of {', '.join(a.label for a in chosen_arms)} "
+                   f"are in the journal {journal.folder}; run the study again without `arms` "
+                   "to write its files.")  # fmt: skip
+        return None
     axis_columns = [name for name in study.axes if name not in CSV_COLUMNS]
     table = pd.DataFrame(runner.records, columns=[*CSV_COLUMNS, *axis_columns])
     info = provenance(preset=preset, wall_seconds=time.monotonic() - start, load_start=load_start)
@@ -401,6 +417,30 @@ def adapters_summary(name: str, adapters: Mapping, skipped: list[dict], *, made:
         out["materialized"] = list(materialized)
         out["materialized_note"] = MATERIALIZED_NOTE
     return out
+
+
+def select_arms(study: Study, arms, journal) -> tuple[Arm, ...]:
+    """The study's arms named in `arms` (None = all), in the study's order.
+
+    Raises:
+        ValueError: for an empty or unknown label, or `arms` without a journal.
+    """
+    if arms is None:
+        return study.arms
+    if journal is None:
+        raise ValueError("arms= runs a share of the study into its journal only: pass "
+                         "journal= as well (e.g. journal='results/journal/<study>').")  # fmt: skip
+    if isinstance(arms, str):
+        arms = [arms]
+    labels = [a.label for a in study.arms]
+    if not isinstance(arms, (list, tuple, set)) or not arms:
+        raise ValueError(f"arms must be a non-empty list of arm labels; {study.name!r} has "
+                         f"{', '.join(labels)}.")  # fmt: skip
+    unknown = [a for a in arms if a not in labels]
+    if unknown:
+        raise ValueError(f"{study.name!r} has no arm {unknown[0]!r}; its arms: "
+                         f"{', '.join(labels)}.")  # fmt: skip
+    return tuple(a for a in study.arms if a.label in set(arms))
 
 
 def select_points(study: Study, only: Mapping | None) -> list[dict]:
