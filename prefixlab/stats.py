@@ -53,12 +53,24 @@ class Interval:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
-    def format(self, digits: int = 3) -> str:
-        """ "0.123 [0.101, 0.145]"."""
-        return f"{self.estimate:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+    def format(self, digits: int = 3, signed: bool = False) -> str:
+        """ "0.123 [0.101, 0.145]" (`format_interval`; signed for a difference)."""
+        return format_interval(self.estimate, self.low, self.high, digits=digits, signed=signed)
 
     def __str__(self) -> str:
         return self.format()
+
+
+def format_interval(estimate, low, high, *, digits: int = 3, signed: bool = False) -> str:
+    """An estimate and its interval as text: "0.123 [0.101, 0.145]"; with `signed` (for a
+    difference) every number carries its sign: "+0.022 [-0.004, +0.048]". "no data" when the
+    estimate is missing (None or NaN)."""
+    if isinstance(digits, bool) or not isinstance(digits, int) or digits < 0:
+        raise ValueError(f"digits must be an int >= 0, got {digits!r}.")
+    if estimate is None or not math.isfinite(float(estimate)):
+        return "no data"
+    sign = "+" if signed else ""
+    return f"{estimate:{sign}.{digits}f} [{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
 
 
 def _check_confidence(confidence) -> float:

@@ -126,3 +126,37 @@ def test_interval_formats_and_knows_zero():
     iv = Interval(0.1, -0.02, 0.22)
     assert iv.covers_zero
     assert iv.format(2) == "0.10 [-0.02, 0.22]"
+
+
+def test_format_interval_plain_signed_and_missing():
+    from prefixlab.stats import Interval, format_interval
+
+    assert format_interval(0.1234, 0.1, 0.15) == "0.123 [0.100, 0.150]"
+    assert format_interval(0.022, -0.004, 0.048, signed=True) == "+0.022 [-0.004, +0.048]"
+    assert format_interval(12.34, 11.0, 13.6, digits=1) == "12.3 [11.0, 13.6]"
+    assert format_interval(float("nan"), 0, 1) == format_interval(None, 0, 1) == "no data"
+    assert Interval(-0.5, -0.75, -0.25).format(2, signed=True) == "-0.50 [-0.75, -0.25]"
+    with pytest.raises(ValueError, match="digits"):
+        format_interval(0.1, 0, 1, digits=-1)
+
+
+def test_interval_texts_digits_per_metric_and_sign_per_kind():
+    import pandas as pd
+
+    from prefixlab.studies import interval_texts
+
+    table = pd.DataFrame({
+        "kind": ["estimate", "difference", "difference"],
+        "metric": ["final_val_loss", "final_val_loss", "bleu"],
+        "estimate": [1.2345, -0.0251, 2.56], "low": [1.2, -0.032, 1.1], "high": [1.3, -0.019, 3.8],
+    }, index=[5, 6, 7])  # fmt: skip
+    texts = interval_texts(table)
+    assert texts.tolist() == [
+        "1.234 [1.200, 1.300]",
+        "-0.025 [-0.032, -0.019]",
+        "+2.6 [+1.1, +3.8]",
+    ]
+    assert texts.index.tolist() == [5, 6, 7]
+    assert interval_texts(table, signed=False).iloc[2] == "2.6 [1.1, 3.8]"
+    with pytest.raises(ValueError, match="missing"):
+        interval_texts(table.drop(columns="low"))

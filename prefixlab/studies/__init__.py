@@ -36,6 +36,7 @@ Command line: `python -m prefixlab.studies list | run <name> | merge <name> <fol
 from prefixlab.studies.adapters import attach_adapters, attach_curves, load_adapter, start_adapter
 from prefixlab.studies.analysis import (
     METRICS,
+    interval_texts,
     point_differences,
     seed_table,
     sweep_table,
@@ -88,6 +89,7 @@ __all__ = [
     "combine_results",
     "committed_run",
     "get_study",
+    "interval_texts",
     "live_slice",
     "load_adapter",
     "merge_parts",

@@ -20,7 +20,15 @@ import pandas as pd
 
 from prefixlab._validate import require_choice
 from prefixlab.evaluate import bleu_from_statistics
-from prefixlab.stats import CONFIDENCE, RESAMPLES, Interval, bootstrap, ratio, verdict
+from prefixlab.stats import (
+    CONFIDENCE,
+    RESAMPLES,
+    Interval,
+    bootstrap,
+    format_interval,
+    ratio,
+    verdict,
+)
 from prefixlab.studies.results import StudyResults, read_results
 
 
@@ -105,6 +113,27 @@ def _row(metric, kind, arm, versus, lr, interval: Interval | None, seeds, tables
 def _verdict_text(difference: Interval, a: str, b: str, lower_is_better: bool) -> str:
     said = verdict(difference, lower_is_better=lower_is_better)
     return {"A better": f"{a} better", "B better": f"{b} better"}.get(said, said)
+
+
+# Decimals a metric's intervals are written with (BLEU is on a 0-100 scale); the rest: 3.
+METRIC_DIGITS = {"bleu": 1}
+
+
+def interval_texts(df: pd.DataFrame, *, signed: bool | None = None) -> pd.Series:
+    """One "estimate [low, high]" per row of a verdict table (`verdict_table`,
+    `point_differences`: columns metric, estimate, low, high), with BLEU to 1 decimal and the
+    rest to 3 (`METRIC_DIGITS`). signed=None signs the rows of kind "difference" (and every
+    row of a table without a kind column, e.g. `point_differences`); True or False forces it."""
+    missing = {"metric", "estimate", "low", "high"} - set(df.columns)
+    if missing:
+        raise ValueError(f"interval_texts needs the columns metric, estimate, low and high "
+                         f"(a verdict table); missing: {sorted(missing)}.")  # fmt: skip
+    texts = []
+    for row in df.itertuples():
+        sign = signed if signed is not None else getattr(row, "kind", "difference") == "difference"
+        texts.append(format_interval(row.estimate, row.low, row.high,
+                                     digits=METRIC_DIGITS.get(row.metric, 3), signed=sign))  # fmt: skip
+    return pd.Series(texts, index=df.index, dtype=object)
 
 
 def verdict_table(
