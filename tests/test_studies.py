@@ -284,6 +284,7 @@ def test_a_part_of_an_axis_merges_into_the_committed_results(monkeypatch, tmp_pa
     parts = merged.provenance["parts"]
     assert [[p["prefix_length"] for p in part["points"]] for part in parts] == [[2], [6], [4]]
     assert merged.provenance["runs"] == len(table)
+    assert merged.provenance["run_seconds"] == pytest.approx(table["seconds"].sum(), abs=0.1)
     assert sorted(g["prefix_length"] for g in merged.provenance["grids"]) == [2, 2, 4, 4, 6, 6]
     verdict = verdict_table(merged, metrics=["slot_error_rate"], n_resamples=100)
     assert (verdict.loc[verdict["kind"] == "difference", "verdict"] == "prefix better").all()
@@ -478,6 +479,7 @@ def test_files_hold_the_columns_and_the_provenance(small_results):
     assert set(info["versions"]) >= {"python", "torch", "transformers", "prefixlab"}
     assert info["commit"] == "unknown" or len(info["commit"]) == 40
     assert info["wall_seconds"] > 0 and set(info["load_average"]) == {"start", "end"}
+    assert info["run_seconds"] == pytest.approx(small_results.table["seconds"].sum(), abs=0.1)
     assert info["study"] == SMALL.to_dict() and len(info["protocol_problems"]) == 5
     assert paths["tables"].stat().st_size < 100_000
     # every run keeps its curves; stage-2 runs also their per-table statistics

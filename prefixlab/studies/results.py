@@ -4,7 +4,10 @@ Three files per study in `results_dir()` (the repository's results/ folder):
 
 - `<name>.csv`: one row per run (`CSV_COLUMNS`, plus one column per study axis);
 - `<name>.json`: provenance (commit, date, versions, preset, machine, wall_seconds,
-  load_average, ...), the study definition and each grid with its chosen rate;
+  load_average, ...), the study definition and each grid with its chosen rate.
+  `wall_seconds` is the time of the invocations that wrote the files (a run read from the
+  cache or the journal costs them nothing); `run_seconds` is every run's own training and
+  evaluation time, summed: the CPU time the study took, however many sessions it spanned;
 - `<name>.tables.npz`: per-table statistics of every stage-2 run, for intervals over tables:
   `<run_id>.slots` [tables, 2] (slot errors, slots), `<run_id>.bleu` [tables, 10]
   (`evaluate.bleu_statistics`), `<run_id>.losses` [validation tables, 4] (summed loss and
@@ -279,7 +282,10 @@ def write_results(
     }
     with open(paths["tables"], "wb") as f:
         np.savez_compressed(f, **arrays)
-    payload = {**jsonable(dict(info)), "study": study.to_dict()}
+    info = dict(info)
+    if "seconds" in table.columns:  # every run's own time, summed (a cached run keeps its own)
+        info["run_seconds"] = round(float(pd.to_numeric(table["seconds"]).sum()), 1)
+    payload = {**jsonable(info), "study": study.to_dict()}
     paths["json"].write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     return paths
 
