@@ -109,7 +109,7 @@ def test_two_arm_shares_then_one_run_that_reads_them_all(journalled, tmp_path, m
     assert not (tmp_path / "out").exists()  # a share writes the journal only
     monkeypatch.setattr(protocol, "run_experiment", _no_training)
     whole = run_study(SMALL, out=tmp_path / "out", progress=False, journal=journal)
-    columns = [c for c in first.table.columns if c not in ("cached", "seconds")]
+    columns = [c for c in first.table.columns if c not in ("cached", "seconds", "total_seconds")]
     pd.testing.assert_frame_equal(whole.table[columns], first.table[columns])
 
 

@@ -7,6 +7,7 @@ protocol's logic is also checked on a stand-in for `run_experiment` whose losses
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -284,7 +285,7 @@ def test_a_part_of_an_axis_merges_into_the_committed_results(monkeypatch, tmp_pa
     parts = merged.provenance["parts"]
     assert [[p["prefix_length"] for p in part["points"]] for part in parts] == [[2], [6], [4]]
     assert merged.provenance["runs"] == len(table)
-    assert merged.provenance["run_seconds"] == pytest.approx(table["seconds"].sum(), abs=0.1)
+    assert merged.provenance["train_seconds"] == pytest.approx(table["seconds"].sum(), abs=0.1)
     assert sorted(g["prefix_length"] for g in merged.provenance["grids"]) == [2, 2, 4, 4, 6, 6]
     verdict = verdict_table(merged, metrics=["slot_error_rate"], n_resamples=100)
     assert (verdict.loc[verdict["kind"] == "difference", "verdict"] == "prefix better").all()
@@ -479,7 +480,10 @@ def test_files_hold_the_columns_and_the_provenance(small_results):
     assert set(info["versions"]) >= {"python", "torch", "transformers", "prefixlab"}
     assert info["commit"] == "unknown" or len(info["commit"]) == 40
     assert info["wall_seconds"] > 0 and set(info["load_average"]) == {"start", "end"}
-    assert info["run_seconds"] == pytest.approx(small_results.table["seconds"].sum(), abs=0.1)
+    table = small_results.table
+    assert info["train_seconds"] == pytest.approx(table["seconds"].sum(), abs=0.1)
+    assert info["timed_runs"] == len(table) and (table["total_seconds"] > table["seconds"]).all()
+    assert info["total_seconds"] == pytest.approx(table["total_seconds"].sum(), abs=0.1)
     assert info["study"] == SMALL.to_dict() and len(info["protocol_problems"]) == 5
     assert paths["tables"].stat().st_size < 100_000
     # every run keeps its curves; stage-2 runs also their per-table statistics
@@ -664,3 +668,14 @@ def test_module_entry_point_lists_the_studies():
 def test_read_results_of_a_missing_study_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="Run `python -m prefixlab.studies run nope`"):
         read_results("nope", tmp_path)
+
+
+def test_cpu_time_text_counts_training_and_whole_runs(small_results):
+    from prefixlab.studies import cpu_time_text
+
+    table = small_results.table
+    text = cpu_time_text(small_results)
+    assert text.startswith(f"{table['seconds'].sum() / 3600:.1f} CPU-hours of training steps (")
+    assert "with validation and evaluation" in text  # every run of a fresh study is timed
+    untimed = dataclasses.replace(small_results, table=table.assign(total_seconds=math.nan))
+    assert cpu_time_text(untimed).endswith("(validation and evaluation not timed)")

@@ -174,6 +174,8 @@ class _Runner:
                 "it again resumes."
             )
         record = _record(stage, arm, point, config, row, history, chosen=chosen)
+        # the whole run, evaluation included; a run read from the cache was not timed here
+        record["total_seconds"] = math.nan if row["cached"] else round(took, 2)
         self.records.append(record)
         self.tables[row["run_id"]] = run_curves(history)  # every run: its curves
         if keep_tables:

@@ -6,8 +6,10 @@ Three files per study in `results_dir()` (the repository's results/ folder):
 - `<name>.json`: provenance (commit, date, versions, preset, machine, wall_seconds,
   load_average, ...), the study definition and each grid with its chosen rate.
   `wall_seconds` is the time of the invocations that wrote the files (a run read from the
-  cache or the journal costs them nothing); `run_seconds` is every run's own training and
-  evaluation time, summed: the CPU time the study took, however many sessions it spanned;
+  cache or the journal costs them nothing); `train_seconds` and `total_seconds` sum the
+  runs' own times (`time_summary`): the CPU time the study took, however many sessions it
+  spanned. Per run, the CSV's `seconds` is its training steps only and `total_seconds` the
+  whole run (validations, table gain and generation too), when it was measured;
 - `<name>.tables.npz`: per-table statistics of every stage-2 run, for intervals over tables:
   `<run_id>.slots` [tables, 2] (slot errors, slots), `<run_id>.bleu` [tables, 10]
   (`evaluate.bleu_statistics`), `<run_id>.losses` [validation tables, 4] (summed loss and
@@ -56,7 +58,7 @@ CSV_COLUMNS = (
     "n_train_mrs", "final_val_loss", "best_val_loss", "last_val_drop", "bleu",
     "slot_error_rate", "table_gain", "loss_right_mr", "loss_wrong_mr", "n_eval_tables",
     "n_val_tables", "eval_split", "chosen", "stopped_reason", "diverged", "trainable_params",
-    "seconds", "cached", "model", "run_id", "eval_tables_digest", "val_tables_digest",
+    "seconds", "total_seconds", "cached", "model", "run_id", "eval_tables_digest", "val_tables_digest",
     "held_out_slot_error_rate",
 )  # fmt: skip
 PROVENANCE_KEYS = ("commit", "date", "versions", "preset", "machine", "wall_seconds",
@@ -253,6 +255,35 @@ def read_adapters(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]
     return adapters
 
 
+def time_summary(table: pd.DataFrame) -> dict:
+    """The JSON's time keys, from the runs' own columns: `train_seconds`, their training steps
+    summed (`seconds`: validation and evaluation excluded, known for every run);
+    `total_seconds`, whole runs summed (training, validations, table gain, generation) over
+    the `timed_runs` runs whose whole time was measured (`total_seconds` is NaN for a run read
+    from the run cache, or written before the column existed)."""
+    out = {}
+    if "seconds" in table.columns:
+        out["train_seconds"] = round(float(pd.to_numeric(table["seconds"]).sum()), 1)
+    if "total_seconds" in table.columns:
+        total = pd.to_numeric(table["total_seconds"])
+        out["total_seconds"] = round(float(total.sum()), 1)  # NaN rows skipped
+        out["timed_runs"] = int(total.notna().sum())
+    return out
+
+
+def cpu_time_text(results: StudyResults) -> str:
+    """The CPU time of a study's runs in words, from its CSV (not its wall time: a study
+    resumed from its cache or journal ran in several invocations): "1.2 CPU-hours of training
+    steps (1.9 with validation and evaluation)", or "(validation and evaluation not timed)"
+    when some run's whole time was not measured (`time_summary`)."""
+    table = results.table
+    train = pd.to_numeric(table["seconds"]).sum() / 3600
+    total = pd.to_numeric(table["total_seconds"]) if "total_seconds" in table.columns else None
+    if total is not None and len(total) and total.notna().all():
+        return f"{train:.1f} CPU-hours of training steps ({total.sum() / 3600:.1f} with validation and evaluation)"
+    return f"{train:.1f} CPU-hours of training steps (validation and evaluation not timed)"
+
+
 def write_results(
     study: Study,
     table: pd.DataFrame,
@@ -282,9 +313,7 @@ def write_results(
     }
     with open(paths["tables"], "wb") as f:
         np.savez_compressed(f, **arrays)
-    info = dict(info)
-    if "seconds" in table.columns:  # every run's own time, summed (a cached run keeps its own)
-        info["run_seconds"] = round(float(pd.to_numeric(table["seconds"]).sum()), 1)
+    info = {**info, **time_summary(table)}
     payload = {**jsonable(info), "study": study.to_dict()}
     paths["json"].write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     return paths
