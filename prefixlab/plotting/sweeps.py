@@ -238,7 +238,8 @@ def plot_estimates(
     _check_frame(df, ["metric", "label", "estimate", "low", "high"])
     metrics = list(pd.unique(df["metric"]))
     labels = list(pd.unique(df["label"]))
-    arms = list(dict.fromkeys(str(label).split(" - ")[0] for label in labels))
+    arm_of = {label: str(label).split(" - ")[0] for label in labels}  # "A - B" is coloured as A
+    arms = list(dict.fromkeys(arm_of.values()))
     if colors_of is not None:
         if isinstance(colors_of, str) or not all(isinstance(a, str) for a in colors_of):
             raise ValueError(
@@ -266,7 +267,7 @@ def plot_estimates(
             for yi, (label, row) in zip(y, rows.iterrows(), strict=True):
                 if not np.isfinite(row["estimate"]):
                     continue
-                color = colour[str(label).split(" - ")[0]]
+                color = colour[arm_of[label]]
                 ax.plot([row["low"], row["high"]], [yi, yi], color=color, lw=2.4, zorder=2,
                         solid_capstyle="butt")  # fmt: skip
                 ax.plot([row["estimate"]], [yi], "o", color=color, ms=6.5, zorder=3)
