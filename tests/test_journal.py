@@ -126,3 +126,22 @@ def test_arm_shares_are_validated(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["run", "prefix_vs_prompt", "--arm", "lorra", "--journal", str(tmp_path / "j")])
     assert "no arm 'lorra'" in capsys.readouterr().err
+
+
+def test_journal_status_counts_runs_per_arm(journalled, tmp_path, monkeypatch, capsys):
+    from prefixlab.studies.journal import journal_status
+
+    root, first = journalled
+    status = journal_status(SMALL, root / "journal")
+    assert status["arm"].tolist() == ["prompt", "prefix"]
+    assert (status["tune_done"] == SMALL.n_rates * len(SMALL.tuning_seeds)).all()
+    # (another test may have journalled seed 1 too: at least the study's seeds are there)
+    assert (status["seeds_done"] >= len(SMALL.seeds)).all() and status["done"].all()
+    assert journal_status(SMALL, tmp_path / "empty")["done"].sum() == 0
+    # the command line reads a registered study: an empty journal folder shows nothing done
+    (tmp_path / "j").mkdir()
+    assert cli_main(["status", "mlp_stability", "--journal", str(tmp_path / "j")]) == 0
+    assert "0 runs in the journal of about 156 planned" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli_main(["status", "mlp_stability", "--journal", str(tmp_path / "missing")])
+    assert "not a folder" in capsys.readouterr().err

@@ -5,6 +5,7 @@
                                     [--no-cache] [--threads 1] [--quiet]
                                     [--only AXIS=VALUE] [--journal DIR [--arm LABEL]]
     python -m prefixlab.studies show prefix_vs_prompt [--results results/]
+    python -m prefixlab.studies status mlp_stability --journal results/journal/mlp_stability
 
 `run` writes results/<name>.csv, .json, .tables.npz and .adapters.safetensors; `show` prints the verdict table of the
 committed files.
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("name", help="a registered study (see `list`)")
     merge.add_argument("parts", nargs="+", help="folders holding parts of the study")
     merge.add_argument("--out", default=None, help="folder to merge into (default: results/)")
+    status = sub.add_parser("status", help="how far a study's journal has come, per axis "
+                            "point and arm")  # fmt: skip
+    status.add_argument("name", help="a registered study (see `list`)")
+    status.add_argument("--journal", required=True, metavar="DIR", help="the study's journal")
     show = sub.add_parser("show", help="print the verdict table of a study's committed results")
     show.add_argument("name", help="a registered study (see `list`)")
     show.add_argument("--results", default=None, help="folder of the files (default: results/)")
@@ -100,6 +105,24 @@ def main(argv: list[str] | None = None) -> int:
         study = get_study(args.name)
     except ValueError as err:
         parser.error(str(err))
+    if args.command == "status":
+        import pandas as pd
+
+        from prefixlab.studies.journal import journal_status
+
+        folder = _folder(parser, "--journal", args.journal)
+        if not folder.is_dir():
+            parser.error(f"--journal {folder} is not a folder (no run of the study is there).")
+        table = journal_status(study, folder)
+        with pd.option_context("display.width", 200, "display.max_rows", 500):
+            print(table.to_string(index=False))
+        done = table["tune_done"].sum() + table["seeds_done"].sum()
+        planned = table["tune_planned"].sum() + table["seeds_planned"].sum()
+        print(
+            f"{study.name}: {done} runs in the journal of about {planned} planned; "
+            f"{int(table['done'].sum())} of {len(table)} point-arms complete"
+        )
+        return 0
     if args.command == "show":
         import pandas as pd
 

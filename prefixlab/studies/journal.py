@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -132,6 +133,13 @@ class Journal:
             self._commit = _git("rev-parse", "HEAD") or "unknown"
         return self._commit
 
+    def rows(self) -> list[dict]:
+        """The CSV row of every run in the journal (its JSON only; nothing else is loaded)."""
+        return [
+            json.loads(self._paths(key)[0].read_text(encoding="utf-8"))["row"]
+            for key in self.keys()
+        ]
+
     def commits(self, keys=None) -> list[str]:
         """The commits the given entries (default: those read so far) were made at."""
         keys = self.read_keys if keys is None else keys
@@ -146,3 +154,34 @@ class Journal:
         now = _code_fingerprint()
         return [key for key in self.keys()
                 if json.loads(self._paths(key)[0].read_text(encoding="utf-8")).get("code") != now]  # fmt: skip
+
+
+def journal_status(study, folder) -> pd.DataFrame:
+    """How far a study's journal has come, per axis point and arm (`status` on the command
+    line): stage-1 runs done against the grid's plan (n_rates x tuning seeds; an edge that
+    grew the grid adds more), stage-2 runs done against the seeds, and whether both are done.
+
+    Returns:
+        DataFrame: the axis columns, arm, tune_done, tune_planned, seeds_done, seeds_planned,
+        done (bool). Runs of the journal that match no point and arm of `study` are ignored.
+    """
+    from prefixlab.studies.registry import get_study
+
+    study = get_study(study)
+    rows = Journal(folder).rows()
+    axes = list(study.axes)
+    out = []
+    for point in study.points():
+        for arm in study.arms:
+            here = [r for r in rows if r.get("arm") == arm.label
+                    and all(str(r.get(a)) == str(v) for a, v in point.items())]  # fmt: skip
+            tune = sum(r.get("stage") == "tune" for r in here)
+            seeds = sum(r.get("stage") == "seeds" for r in here)
+            tune_planned = study.n_rates * len(study.tuning_seeds) if arm.tuned else 0
+            seeds_planned = len(study.seeds) if arm.tuned else 1
+            out.append({**point, "arm": arm.label, "tune_done": tune,
+                        "tune_planned": tune_planned, "seeds_done": seeds,
+                        "seeds_planned": seeds_planned,
+                        "done": tune >= tune_planned and seeds >= seeds_planned})  # fmt: skip
+    return pd.DataFrame(out, columns=[*axes, "arm", "tune_done", "tune_planned", "seeds_done",
+                                      "seeds_planned", "done"])  # fmt: skip
