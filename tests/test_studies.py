@@ -164,6 +164,21 @@ def test_the_edge_rule_adds_one_rate_beyond_the_edge():
     assert study.extension(grid, 0.09, 2) is None  # bounded
 
 
+def test_an_edge_margin_grows_the_grid_until_the_best_has_room_on_both_sides():
+    study = SMALL.with_(max_extensions=4, edge_margin=2)  # grid 0.01, 0.03, 0.09
+    grid = list(study.lr_grid("prefix"))
+    assert study.extension(grid, 0.03, 0) == 0.0033  # one below: the low side first
+    grid.append(0.0033)
+    assert study.extension(grid, 0.03, 1) == 0.27  # then one above
+    grid.append(0.27)
+    assert study.extension(grid, 0.03, 2) is None  # two on each side: done
+    assert "until the best rate has 2 rates on each side" in study.describe()
+    assert study.to_dict()["edge_margin"] == 2 and "edge_margin" not in SMALL.to_dict()
+    assert Study.from_dict(study.to_dict()) == study
+    with pytest.raises(ValueError, match="edge_margin must be an int >= 0"):
+        SMALL.with_(edge_margin=-1)
+
+
 @pytest.mark.parametrize(
     "changes, match",
     [

@@ -189,3 +189,11 @@ def test_live_slice_steps_reproduces_the_first_steps(tmp_path, monkeypatch):
         live_slice(results, steps=50)
     with pytest.raises(ValueError, match="without cache"):
         live_slice(results, steps=5, cache=True)
+
+
+def test_relative_rate_labels_read_as_factors():
+    from prefixlab.studies.stability import relative_rate_label
+
+    step = 30 ** (1 / 3)
+    labels = [relative_rate_label(k, step) for k in (-5, -2, 0, 1, 4)]
+    assert labels == ["1/290x", "1/9.7x", "best", "3.1x", "93x"]

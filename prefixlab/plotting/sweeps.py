@@ -441,7 +441,14 @@ def plot_stability_sweep(runs: pd.DataFrame, *, title: str, axis: str = "init") 
         fig, axes = _subplots(1, len(panels), figsize=(4.3 * len(panels) + 1.2, 4.0), sharey=True)
         finite = frame["final_val_loss"].to_numpy(float)
         finite = finite[np.isfinite(finite)]
+        starts = frame["start_val_loss"].to_numpy(float)
+        starts = starts[np.isfinite(starts)]
+        # the axis ends a little above the highest start: a run that ended far above it (or
+        # not finite) is a cross on the top edge, so the trained runs keep the axis's height
         top = finite.max() if finite.size else 1.0
+        if starts.size and top > 1.15 * starts.max():
+            top = 1.15 * starts.max()
+        low = min(finite.min(), top) if finite.size else 0.0
         for ax, value in zip(axes[0], panels, strict=True):
             here = frame[frame[axis] == value]
             for arm in arms:
@@ -449,21 +456,23 @@ def plot_stability_sweep(runs: pd.DataFrame, *, title: str, axis: str = "init") 
                 color, ls, name = styles[arm]
                 loss = rows["final_val_loss"].to_numpy(float)
                 failed = (rows["outcome"] == "failed").to_numpy()
-                ok = np.isfinite(loss)
+                ok = np.isfinite(loss) & (loss <= top)  # the rest: crosses on the top edge
                 ax.scatter(rows["relative"][ok & ~failed], loss[ok & ~failed], s=24, color=color,
                            alpha=0.5, lw=0, zorder=2)  # fmt: skip
                 ax.scatter(rows["relative"][ok & failed], loss[ok & failed], s=40, color=color,
                            marker="x", lw=1.6, zorder=3)  # fmt: skip
                 ax.scatter(rows["relative"][~ok], np.full((~ok).sum(), top), s=40, color=color,
                            marker="x", lw=1.6, zorder=3, clip_on=False)  # fmt: skip
-                median = rows[ok].groupby("relative", sort=True)["final_val_loss"].median()
-                ax.plot(median.index, median.to_numpy(), color=color, ls=ls, marker="o", ms=4,
-                        zorder=3)  # fmt: skip
+                finite_rows = rows[np.isfinite(loss)]
+                median = finite_rows.groupby("relative", sort=True)["final_val_loss"].median()
+                ax.plot(median.index, np.minimum(median.to_numpy(), top), color=color, ls=ls,
+                        marker="o", ms=4, zorder=3, clip_on=False)  # fmt: skip
                 start = rows["start_val_loss"].to_numpy(float)
                 start = start[np.isfinite(start)]
                 if start.size:
                     ax.axhline(float(np.median(start)), color=color, ls=(0, (4, 3)), lw=1.1,
                                alpha=0.8, zorder=1)  # fmt: skip
+            ax.set_ylim(low - 0.04 * (top - low), top)
             ax.axvline(1.0, color=NEUTRAL_COLOR, lw=0.8, alpha=0.6, zorder=0)
             ax.set_xscale("log")
             ax.set(title=f"{axis}={value}", xlabel="rate / the form's best rate")
@@ -472,7 +481,7 @@ def plot_stability_sweep(runs: pd.DataFrame, *, title: str, axis: str = "init") 
                           label=styles[a][2]) for a in arms]  # fmt: skip
         handles += [
             Line2D([], [], color=NEUTRAL_COLOR, ls="none", marker="x", mew=1.6, ms=7,
-                   label="failed (ended at or above its start)"),
+                   label="failed (ended at or above its start);\non the top edge: ended above the axis"),
             Line2D([], [], color=NEUTRAL_COLOR, ls=(0, (4, 3)), lw=1.1,
                    label="loss before step 1 (median)"),
         ]  # fmt: skip

@@ -134,6 +134,9 @@ class Study:
     n_rates: int = MIN_RATES  # learning rates per grid, log-spaced
     lr_span: float = MIN_LR_SPAN  # the grid runs from default / lr_span to default * lr_span
     max_extensions: int = 2  # how many times an edge-best grid may grow (one rate each time)
+    # grow the grid also until the best rate has this many rates on each side (0: only when it
+    # is on an edge), so that forms compare over the same span around each one's best
+    edge_margin: int = 0
     tuning_seeds: tuple = (0,)  # seeds per rate in stage 1
     seeds: tuple = (0, 1, 2, 3, 4)  # seeds at the best rate in stage 2
     n_eval_tables: int = 250  # held-out tables generated for in stage 2
@@ -171,6 +174,8 @@ class Study:
             "lr_span", self.lr_span, above=1, hint=f"The protocol asks for {MIN_LR_SPAN:g}."
         )
         require_int("max_extensions", self.max_extensions, low=0, hint="Try 2.")
+        require_int("edge_margin", self.edge_margin, low=0,
+                    hint="0 grows a grid only when its best rate is on an edge; e.g. 3.")  # fmt: skip
         for name in ("tuning_seeds", "seeds"):
             object.__setattr__(self, name, _seeds(name, getattr(self, name)))
         require_int(
@@ -227,16 +232,20 @@ class Study:
         return tuple(round_rate(math.exp(low + i * step)) for i in range(self.n_rates))
 
     def extension(self, grid, best: float, n_extended: int) -> float | None:
-        """The rate to add when `best` lies on an edge of `grid`: one step beyond that edge.
+        """The rate to add when `best` lies on an edge of `grid` (or has fewer than
+        `edge_margin` rates beyond it on one side): one step beyond that edge, the low side
+        first.
 
-        None when `best` is inside the grid or the grid already grew `max_extensions` times.
+        None when `best` is far enough inside the grid or the grid already grew
+        `max_extensions` times.
         """
         if n_extended >= self.max_extensions:
             return None
-        if best == min(grid):
-            return round_rate(best / self.rate_step)
-        if best == max(grid):
-            return round_rate(best * self.rate_step)
+        need = max(self.edge_margin, 1)  # an edge-best always grows
+        if sum(r < best for r in grid) < need:
+            return round_rate(min(grid) / self.rate_step)
+        if sum(r > best for r in grid) < need:
+            return round_rate(max(grid) * self.rate_step)
         return None
 
     # -- configs ---------------------------------------------------------------------------
@@ -304,9 +313,12 @@ class Study:
         seeds = ", ".join(map(str, self.tuning_seeds))
         lines.append(
             f"rates: {self.n_rates} per arm, log-spaced from 1/{self.lr_span:g}x to "
-            f"{self.lr_span:g}x the method's default (a best rate on an edge adds one beyond "
-            f"it, up to {self.max_extensions} times), chosen on validation loss at seed {seeds}"
-        )
+            f"{self.lr_span:g}x the method's default ("
+            + (f"until the best rate has {self.edge_margin} rates on each side, the grid grows "
+               "one rate beyond an edge" if self.edge_margin else
+               "a best rate on an edge adds one beyond it")
+            + f", up to {self.max_extensions} times), chosen on validation loss at seed {seeds}"
+        )  # fmt: skip
         val = "all" if base.n_val_mrs is None else base.n_val_mrs
         lines.append(
             f"at the best rate: seeds {', '.join(map(str, self.seeds))}, each generating for "
@@ -344,6 +356,7 @@ class Study:
             "n_rates": self.n_rates,
             "lr_span": self.lr_span,
             "max_extensions": self.max_extensions,
+            **({"edge_margin": self.edge_margin} if self.edge_margin else {}),
             "tuning_seeds": list(self.tuning_seeds),
             "seeds": list(self.seeds),
             "n_eval_tables": self.n_eval_tables,

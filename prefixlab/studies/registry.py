@@ -144,14 +144,19 @@ register(
     Study(
         name="mlp_stability",
         description="Direct prefix against prefix through the MLP (notebook 03, issue #18), each "
-        "on its own 7-rate grid from 1/30x to 30x its default, from three inits (random, zero, "
-        "real-token 'vocab'), 500 steps: does the MLP make training less sensitive to the rate "
-        "and the init, as Li & Liang report?",
+        "on its own 7-rate grid from 1/30x to 30x its default, grown until its best rate has "
+        "three rates (a factor 30) on each side, from three inits (random, zero, real-token "
+        "'vocab'), 500 steps: does the MLP make training less sensitive to the rate and the "
+        "init, as Li & Liang report?",
         arms=("prefix", "prefix+mlp"),
         preset="cpu",
         overrides={"n_val_mrs": 200, "steps": 500},
         axes={"init": ("random", "zero", "vocab")},
         n_rates=7,
+        # both forms compared over the same span around each one's best (the direct form's
+        # best sat two steps below the top of a grid centred on its default)
+        edge_margin=3,
+        max_extensions=4,
         n_eval_tables=200,
         tuning_seeds=(100, 101, 102),  # three seeds at every rate: the spread is the question
         pairs=(("prefix+mlp", "prefix"),),

@@ -80,7 +80,8 @@ def relative_rate_label(k: int, step: float) -> str:
     """A rate step as a factor of the best rate: 0 -> "best", 1 -> "3.1x", -2 -> "1/9.7x"."""
     if k == 0:
         return "best"
-    factor = f"{step ** abs(k):.2g}"
+    value = step ** abs(k)
+    factor = f"{value:.2g}" if value < 100 else f"{value:.0f}"  # 290, not 2.9e+02
     return f"{factor}x" if k > 0 else f"1/{factor}x"
 
 
