@@ -82,6 +82,10 @@ class Journal:
         base = self.folder / key
         return base.with_suffix(".json"), base.with_suffix(".npz"), base.with_suffix(".safetensors")
 
+    def _meta(self, key: str) -> dict:
+        """The JSON file of one entry (its row, commit and code fingerprint)."""
+        return json.loads(self._paths(key)[0].read_text(encoding="utf-8"))
+
     def keys(self) -> list[str]:
         """The runs in the journal (their entry keys), sorted."""
         if not self.folder.is_dir():
@@ -135,17 +139,14 @@ class Journal:
 
     def rows(self) -> list[dict]:
         """The CSV row of every run in the journal (its JSON only; nothing else is loaded)."""
-        return [
-            json.loads(self._paths(key)[0].read_text(encoding="utf-8"))["row"]
-            for key in self.keys()
-        ]
+        return [self._meta(key)["row"] for key in self.keys()]
 
     def commits(self, keys=None) -> list[str]:
         """The commits the given entries (default: those read so far) were made at."""
         keys = self.read_keys if keys is None else keys
         found = set()
         for key in keys:
-            meta = json.loads(self._paths(key)[0].read_text(encoding="utf-8"))
+            meta = self._meta(key)
             found.add(meta.get("commit") or "unknown")
         return sorted(found)
 
@@ -153,7 +154,7 @@ class Journal:
         """The entries made by code other than this process's (another code fingerprint)."""
         now = _code_fingerprint()
         return [key for key in self.keys()
-                if json.loads(self._paths(key)[0].read_text(encoding="utf-8")).get("code") != now]  # fmt: skip
+                if self._meta(key).get("code") != now]  # fmt: skip
 
 
 def journal_status(study, folder) -> pd.DataFrame:
