@@ -694,3 +694,7 @@ def test_cpu_time_text_counts_training_and_whole_runs(small_results):
     assert "with validation and evaluation" in text  # every run of a fresh study is timed
     untimed = dataclasses.replace(small_results, table=table.assign(total_seconds=math.nan))
     assert cpu_time_text(untimed).endswith("(validation and evaluation not timed)")
+    partly = table.assign(total_seconds=[math.nan] + list(table.total_seconds[1:]))
+    text = cpu_time_text(dataclasses.replace(small_results, table=partly))
+    assert f"summed over the {len(table) - 1} of {len(table)} runs timed whole" in text
+    assert f"({partly.total_seconds.sum() / 3600:.1f} with validation" in text

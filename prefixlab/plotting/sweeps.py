@@ -432,11 +432,11 @@ def plot_stability_sweep(runs: pd.DataFrame, *, title: str, axis: str = "init") 
         raise ValueError("runs has no run with a chosen rate to be relative to (best_lr).")
     panels = list(pd.unique(frame[axis]))
     arms = list(pd.unique(frame["arm"]))
-    styles = _line_styles(arms)
-    # the two prefix forms share a colour family: the second and later arms take the extra
-    # colours, so that direct and MLP read apart at a glance
-    styles = {a: (styles[a][0] if i == 0 else EXTRA_COLORS[i - 1], "-", styles[a][2])
-              for i, a in enumerate(arms)}  # fmt: skip
+    # each arm in its method's colour (the series' colours: blue direct, sky blue MLP), so the
+    # forms read the same here as in every curve of the same notebook; two arms of one method
+    # are told apart by `_distinct_colours`
+    colours, names = _distinct_colours(arms), _line_styles(arms)
+    styles = {a: (colours[a], "-", names[a][2]) for a in arms}
     with style():
         fig, axes = _subplots(1, len(panels), figsize=(4.3 * len(panels) + 1.2, 4.0), sharey=True)
         finite = frame["final_val_loss"].to_numpy(float)

@@ -274,13 +274,18 @@ def time_summary(table: pd.DataFrame) -> dict:
 def cpu_time_text(results: StudyResults) -> str:
     """The CPU time of a study's runs in words, from its CSV (not its wall time: a study
     resumed from its cache or journal ran in several invocations): "1.2 CPU-hours of training
-    steps (1.9 with validation and evaluation)", or "(validation and evaluation not timed)"
-    when some run's whole time was not measured (`time_summary`)."""
+    steps (1.9 with validation and evaluation)"; when only some runs' whole time was measured,
+    the sum over those and how many they are; "(validation and evaluation not timed)" when
+    none was (`time_summary`)."""
     table = results.table
     train = pd.to_numeric(table["seconds"]).sum() / 3600
     total = pd.to_numeric(table["total_seconds"]) if "total_seconds" in table.columns else None
-    if total is not None and len(total) and total.notna().all():
+    timed = int(total.notna().sum()) if total is not None else 0
+    if timed and timed == len(total):
         return f"{train:.1f} CPU-hours of training steps ({total.sum() / 3600:.1f} with validation and evaluation)"
+    if timed:  # runs journalled before whole runs were timed: say how many the sum covers
+        return (f"{train:.1f} CPU-hours of training steps ({total.sum() / 3600:.1f} with validation and "
+                f"evaluation, summed over the {timed} of {len(total)} runs timed whole)")
     return f"{train:.1f} CPU-hours of training steps (validation and evaluation not timed)"
 
 
