@@ -336,7 +336,7 @@ register(
 # -- CPU time of notebook 07's studies ------------------------------------------------------------
 
 # Seconds per CPU-preset run on this machine (2 cores, one thread each, while other studies
-# ran), from one short run per method (30 and 60 steps, 200 validation tables): the cost per
+# ran), first measured from one short run per method (30 and 60 steps, 200 validation tables): the cost per
 # step times 300 steps, plus 7 validations and the table gain (9 passes over the 200
 # validation tables). A stage-2 run also generates for 250 tables: 20-table runs took 0 to
 # 2.5 s longer than runs without generation, so GENERATION_SECONDS takes the larger, 0.125 s
@@ -347,9 +347,15 @@ register(
 # giving 83 s; "prefix-then-lora" validates once more (its second stage starts with a
 # validation of the first stage's final weights), 86 s. One value per method: 85.
 SECONDS_PER_RUN = {
-    "prefix": 81, "infix": 78, "prompt": 107, "lora": 99, "full": 136, "prefix+lora": 85,
-    "prefix+mlp": 81,  # not measured: taken as the direct prefix (the MLP is one small matmul)
+    "prefix": 60, "prefix+mlp": 66, "prompt": 80, "infix": 78, "lora": 99, "full": 70,
+    "prefix+lora": 85,
 }  # fmt: skip
+# Since validation runs its batches in length order (2026-12-03), the study journals' uncached
+# 300-step tuning runs (whole run, two studies side by side, sometimes a third job) took, as
+# medians: prefix 57 s (extrapolation), prompt 66 s at P=10 (extrapolation; 108 s in table5
+# under more load), full fine-tuning 68 s, LoRA 97 s (3 runs), and at 500 steps prefix 116 s
+# and prefix+mlp 110 s (mlp_stability, 145 runs; 70 and 66 s scaled to 300 steps). The values
+# above round those; "infix" and "prefix+lora" are still the older one-run measurements.
 # Time per run of the other embedded models relative to tiny (training, validation and
 # generation together): the median uncached run of scale_axis on this machine, nano 35 s and
 # tiny 88 s (run side by side), mini 313 s against tiny's 114 s in prefix_length next to it.

@@ -284,8 +284,10 @@ def cpu_time_text(results: StudyResults) -> str:
     if timed and timed == len(total):
         return f"{train:.1f} CPU-hours of training steps ({total.sum() / 3600:.1f} with validation and evaluation)"
     if timed:  # runs journalled before whole runs were timed: say how many the sum covers
-        return (f"{train:.1f} CPU-hours of training steps ({total.sum() / 3600:.1f} with validation and "
-                f"evaluation, summed over the {timed} of {len(total)} runs timed whole)")
+        return (
+            f"{train:.1f} CPU-hours of training steps ({total.sum() / 3600:.1f} with validation and "
+            f"evaluation, summed over the {timed} of {len(total)} runs timed whole)"
+        )
     return f"{train:.1f} CPU-hours of training steps (validation and evaluation not timed)"
 
 
