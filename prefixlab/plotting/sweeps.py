@@ -20,6 +20,7 @@ from .theme import (
     _line_styles,
     _subplots,
     _suptitle,
+    method_label,
     metric_label,
     style,
 )
@@ -435,8 +436,8 @@ def plot_stability_sweep(runs: pd.DataFrame, *, title: str, axis: str = "init") 
     # each arm in its method's colour (the series' colours: blue direct, sky blue MLP), so the
     # forms read the same here as in every curve of the same notebook; two arms of one method
     # are told apart by `_distinct_colours`
-    colours, names = _distinct_colours(arms), _line_styles(arms)
-    styles = {a: (colours[a], "-", names[a][2]) for a in arms}
+    colours = _distinct_colours(arms)
+    styles = {a: (colours[a], "-", method_label(a)) for a in arms}
     with style():
         fig, axes = _subplots(1, len(panels), figsize=(4.3 * len(panels) + 1.2, 4.0), sharey=True)
         finite = frame["final_val_loss"].to_numpy(float)

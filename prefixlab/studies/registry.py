@@ -336,9 +336,9 @@ register(
 # -- CPU time of notebook 07's studies ------------------------------------------------------------
 
 # Seconds per CPU-preset run on this machine (2 cores, one thread each, while other studies
-# ran), first measured from one short run per method (30 and 60 steps, 200 validation tables): the cost per
-# step times 300 steps, plus 7 validations and the table gain (9 passes over the 200
-# validation tables). A stage-2 run also generates for 250 tables: 20-table runs took 0 to
+# ran), first measured from one short run per method (30 and 60 steps, 200 validation
+# tables): the cost per step times 300 steps, plus 7 validations and the table gain (9 passes
+# over the 200 validation tables). A stage-2 run also generates for 250 tables: 20-table runs took 0 to
 # 2.5 s longer than runs without generation, so GENERATION_SECONDS takes the larger, 0.125 s
 # a table. Measured on the embedded tiny model; the load of other jobs moves them by tens of %.
 # "prefix+lora" (the `hybrid` study): one 30-step run of each schedule next to one of
