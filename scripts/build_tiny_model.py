@@ -391,7 +391,7 @@ only. `prefixlab.load_model("{size}")` loads it from this folder with no network
 |---|---|
 | type | GPT-2 (`GPT2LMHeadModel`, transformers), tied input/output embeddings |
 | layers x width | {cfg["n_layer"]} x {cfg["n_embd"]}, {cfg["n_head"]} heads of {cfg["n_embd"] // cfg["n_head"]} |
-| context | {cfg["n_positions"]} positions (a prefix or soft prompt of length P uses P of them) |
+| context | {cfg["n_positions"]} positions, pretrained on the first {cfg["block_size"]} only (windows of {cfg["block_size"]} tokens); a prefix or soft prompt of length P uses P of them and moves the text to positions P onwards (`prefixlab.studies.pretrained_positions`) |
 | parameters | {info["n_params"]:,} |
 | tokenizer | byte-level BPE trained with `tokenizers`, {info["vocab_size"]:,} tokens (cap {cfg["vocab_size"]:,}: the corpus's words need no more); `<|endoftext|>` is bos, eos and pad |
 | weights | `model.safetensors`, float32, {info["weights_mb"]} MB |
