@@ -17,7 +17,9 @@ from small_studies import run_once, small_study
 from prefixlab.runs import _encoded, base_model
 from prefixlab.studies import committed_run, read_results
 from prefixlab.studies.positions import (
+    PAIR_COLUMNS,
     SPLIT_COLUMNS,
+    arms_position_split,
     position_split,
     pretrained_positions,
     split_text,
@@ -124,3 +126,32 @@ def test_bad_options_say_how_to_fix_them(results, kwargs, message):
     options = {"reference": 2, "limit": 100, **kwargs}
     with pytest.raises(ValueError, match=message):
         position_split(results, **options)
+
+
+def test_arms_split_matches_the_length_split_for_the_same_runs(results):
+    """Two lengths of one study as two arms: the same groups and differences as position_split."""
+    lengths = _lengths(results)
+    limit = int(np.median(lengths)) + 6
+    by_length = position_split(results, reference=2, limit=limit, arms=("prompt",), n_resamples=200)
+    pair = arms_position_split((results, "prompt", {"prefix_length": 6}),
+                               (results, "prompt", {"prefix_length": 2}), limit=limit,
+                               n_resamples=200)  # fmt: skip
+    assert list(pair.columns) == list(PAIR_COLUMNS)
+    assert pair.attrs["longest"] == 6  # the longer arm's prefix, found from its config
+    at_6 = by_length[by_length.axis_value == 6].set_index("rows")
+    for r in pair.itertuples():
+        assert r.n_rows == at_6.loc[r.rows, "n_rows"]
+        assert r.difference == pytest.approx(at_6.loc[r.rows, "minus_reference"])
+        assert (r.low, r.high) == pytest.approx((at_6.loc[r.rows, "low"], at_6.loc[r.rows, "high"]))
+        assert r.loss_a - r.loss_b == pytest.approx(r.difference)
+    assert split_text(pair).str.match(r"^[+-]\d\.\d{3} \[").all()
+
+
+def test_arms_split_checks_its_sides(results):
+    with pytest.raises(ValueError, match=r"must be \(results, arm\)"):
+        arms_position_split("prompt", (results, "prompt", {"prefix_length": 2}), limit=100)
+    with pytest.raises(ValueError, match="lora"):
+        arms_position_split((results, "lora"), (results, "prompt"), limit=100)
+    with pytest.raises(ValueError, match="longest"):
+        arms_position_split((results, "prompt", {"prefix_length": 6}),
+                            (results, "prompt", {"prefix_length": 2}), longest=-1, limit=100)  # fmt: skip

@@ -26,7 +26,7 @@ results, and the verdicts computed from them.
   unstable per run, rate steps from each arm's best), `failure_table`, `stability_verdicts`
   (MLP vs direct at each relative rate, with intervals), `seed_spread`, `matched_rate_test`,
   `rate_curves`.
-- `positions`: `position_split`, validation loss per prefix length on the rows that stay
+- `positions`: `position_split` (and `arms_position_split`, two arms), validation loss per prefix length on the rows that stay
   inside the positions the frozen model was pretrained on and on those pushed past them
   (`pretrained_positions`: the embedded models' 128-token windows).
 - `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
@@ -48,7 +48,7 @@ from prefixlab.studies.analysis import (
 from prefixlab.studies.claims import CLAIMS, claims_table, scale_trend
 from prefixlab.studies.definition import Arm, Study
 from prefixlab.studies.live import committed_run, live_slice
-from prefixlab.studies.positions import position_split, pretrained_positions
+from prefixlab.studies.positions import arms_position_split, position_split, pretrained_positions
 from prefixlab.studies.protocol import merge_parts, run_study
 from prefixlab.studies.registry import get_study, register, study_names
 from prefixlab.studies.results import (
@@ -81,6 +81,7 @@ __all__ = [
     "Arm",
     "Study",
     "StudyResults",
+    "arms_position_split",
     "attach_adapters",
     "attach_curves",
     "failure_table",

@@ -10,6 +10,9 @@ model knows nothing about.
     split = position_split(read_results("prefix_length"), values=(10, 40))
     # per arm and length: validation loss minus P=10's on the same rows, separately for the
     # rows that stay inside the pretrained positions at the longest P and for those that do not
+    pair = arms_position_split((read_results("reference_points"), "prompt P=80"),
+                               (read_results("prefix_vs_prompt"), "prompt"))
+    # the same for two arms, A - B, the rows split at the longer arm's P
 
 The rows are split once, at the longest prefix compared, so both groups hold the same rows
 at every length. Each committed run is rebuilt with its trained adapter (`load_adapter`) and
@@ -35,6 +38,8 @@ from prefixlab.stats import CONFIDENCE, RESAMPLES, bootstrap, format_interval, r
 # Relative difference allowed between the committed final validation loss and the one the rows
 # add up to (batches of another size round differently in float32).
 SAME_VAL_LOSS = 1e-4
+PAIR_COLUMNS = ("rows", "n_rows", "n_tables", "loss_a", "loss_b", "difference", "low", "high",
+                "verdict")  # fmt: skip
 SPLIT_COLUMNS = ("arm", "axis_value", "rows", "n_rows", "n_tables", "loss", "minus_reference", "low", "high",
                  "verdict")  # fmt: skip
 GROUPS = ("inside", "past")
@@ -84,7 +89,51 @@ def _run_rows(results, arm: str, seed: int, point: dict):
             f"validation rows with its committed adapter, but committed {committed:.6f}: the "
             "adapter or the validation data changed since the study ran; run the study again."
         )
-    return sums, tokens, lengths, tables, config.model
+    return sums, tokens, lengths, tables, config.model, _prefix_length(config)
+
+
+def _prefix_length(config) -> int:
+    """The positions a run's prefix or soft prompt takes (0 for LoRA, full fine-tuning...)."""
+    return config.prefix_length if config.uses_prefix_length else 0
+
+
+def _limit(limit, model) -> int:
+    if limit is None:
+        limit = pretrained_positions(model)
+        if limit is None:
+            raise ValueError(
+                f"The model {model!r} does not record how many positions it was pretrained "
+                "on; pass limit= (from its model card)."
+            )
+    require_int("limit", limit, low=1)
+    return limit
+
+
+def _rows_of(run) -> tuple[np.ndarray, np.ndarray]:
+    """(row lengths, each row's table index) of one scored run."""
+    _, _, lengths, row_tables, *_ = run
+    return lengths, np.unique(row_tables.astype(str), return_inverse=True)[1]
+
+
+def _group_stats(runs, lengths, table_of, inside) -> dict:
+    """{group: ([seeds, tables, 2] summed loss and tokens per validation table, rows)} over
+    the tables with rows in the group (every resample then has some tokens); empty groups
+    are left out."""
+    out = {}
+    for _, _, other, *_ in runs:
+        if not np.array_equal(other, lengths):
+            raise ValueError("The runs compared were validated on different rows.")
+    for group, keep in zip(GROUPS, (inside, ~inside), strict=True):
+        if not keep.any():
+            continue
+        per_seed = []
+        for sums, tokens, *_ in runs:
+            per_table = np.zeros((table_of.max() + 1, 2))
+            np.add.at(per_table, table_of[keep], np.stack([sums[keep], tokens[keep]], axis=1))
+            per_seed.append(per_table)
+        per_seed = np.stack(per_seed)
+        out[group] = (per_seed[:, per_seed[0, :, 1] > 0], int(keep.sum()))
+    return out
 
 
 def position_split(
@@ -144,60 +193,109 @@ def position_split(
             runs = [_run_rows(results, arm, s, {axis: value}) for s in study.seeds]
             scored[arm, value] = runs
             model = runs[0][4]
-    if limit is None:
-        limit = pretrained_positions(model)
-        if limit is None:
-            raise ValueError(
-                f"The model {model!r} does not record how many positions it was pretrained "
-                "on; pass limit= (from its model card)."
-            )
-    require_int("limit", limit, low=1)
-    _, _, lengths, row_tables, _ = scored[arms[0], reference][0]
+    limit = _limit(limit, model)
+    lengths, table_of = _rows_of(scored[arms[0], reference][0])
     inside = lengths + longest <= limit  # the row's last token at a position < limit
-    names, table_of = np.unique(row_tables.astype(str), return_inverse=True)
     rows = []
     for arm in arms:
-        stats = {}
+        stats = {value: _group_stats(scored[arm, value], lengths, table_of, inside)
+                 for value in values}  # fmt: skip
         for value in values:
-            for _, _, other_lengths, *_ in scored[arm, value]:
-                if not np.array_equal(other_lengths, lengths):
-                    raise ValueError("The runs compared were validated on different rows.")
-            for group, keep in zip(GROUPS, (inside, ~inside), strict=True):
-                per_seed = []
-                for s, t, *_ in scored[arm, value]:  # [tables, 2]: summed loss, tokens
-                    per_table = np.zeros((len(names), 2))
-                    np.add.at(per_table, table_of[keep], np.stack([s[keep], t[keep]], axis=1))
-                    per_seed.append(per_table)
-                per_seed = np.stack(per_seed)  # [seeds, tables, 2]
-                # only the tables with rows in the group: every resample then has some tokens
-                stats[value, group] = per_seed[:, per_seed[0, :, 1] > 0]
-        for value in values:
-            for group, keep in zip(GROUPS, (inside, ~inside), strict=True):
-                if not keep.any():
-                    continue
-                a, b = stats[value, group], stats[reference, group]
+            for group, (a, n_rows) in stats[value].items():
                 loss = float(ratio(a.sum(axis=1)).mean())
                 if value == reference:
-                    rows.append(
-                        (arm, value, group, int(keep.sum()), a.shape[1], loss, 0.0, 0.0, 0.0, "")
-                    )
+                    rows.append((arm, value, group, n_rows, a.shape[1], loss, 0.0, 0.0, 0.0, ""))
                     continue
-                diff = bootstrap(a, ratio, minus=b, n_resamples=n_resamples,
-                                 confidence=confidence, seed=seed)  # fmt: skip
+                diff = bootstrap(a, ratio, minus=stats[reference][group][0],
+                                 n_resamples=n_resamples, confidence=confidence, seed=seed)  # fmt: skip
                 said = verdict(diff, lower_is_better=True)
                 said = {"A better": f"{axis}={value} better",
                         "B better": f"{axis}={reference} better"}.get(said, said)  # fmt: skip
-                rows.append((arm, value, group, int(keep.sum()), a.shape[1], loss, diff.estimate,
+                rows.append((arm, value, group, n_rows, a.shape[1], loss, diff.estimate,
                              diff.low, diff.high, said))  # fmt: skip
     table = pd.DataFrame(rows, columns=SPLIT_COLUMNS)
     table.attrs.update(limit=limit, longest=longest, reference=reference, axis=axis)
     return table
 
 
+def _side(spec, name: str):
+    """(results, arm, point) from (results, arm) or (results, arm, point)."""
+    if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
+        raise ValueError(
+            f"{name} must be (results, arm) or (results, arm, point), e.g. "
+            f"(read_results('reference_points'), 'prompt P=80'); got {spec!r}."
+        )
+    results, arm, *point = spec
+    if not hasattr(results, "study"):
+        raise ValueError(f"{name}[0] must be a study's results (read_results), got {results!r}.")
+    results.study.arm(arm)  # a known label, or a ValueError naming them
+    return results, arm, (point[0] if point else {})
+
+
+def arms_position_split(
+    a,
+    b,
+    *,
+    longest: int | None = None,
+    limit: int | None = None,
+    n_resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Validation loss of arm A minus arm B (every committed seed of each), on the rows that
+    stay inside the pretrained positions at prefix length `longest` and on those that do not:
+    how much of a gap between a long soft prompt and a short one (or a prefix and LoRA) is the
+    rows the longer one pushes past the positions the model was pretrained on.
+
+    Args:
+        a, b: (results, arm) or (results, arm, point), e.g.
+            `(read_results("reference_points"), "prompt P=80")`; both arms must have been
+            validated on the same rows (the same validation tables and model).
+        longest: the prefix length that splits the rows (default: the longer of the two arms'
+            prefix lengths, 0 for an arm without one).
+        limit, n_resamples, confidence, seed: as `position_split`.
+    Returns:
+        DataFrame with `PAIR_COLUMNS`, one row per group ("inside", "past"; an empty group is
+        left out): rows and tables, each arm's loss (mean over seeds), A - B with its
+        interval and the verdict ("<arm A> better", "<arm B> better" or "not resolved").
+    """
+    (results_a, arm_a, point_a), (results_b, arm_b, point_b) = _side(a, "a"), _side(b, "b")
+    require_int("n_resamples", n_resamples, low=100)
+    runs_a = [_run_rows(results_a, arm_a, s, point_a) for s in results_a.study.seeds]
+    runs_b = [_run_rows(results_b, arm_b, s, point_b) for s in results_b.study.seeds]
+    if runs_a[0][4] != runs_b[0][4]:
+        raise ValueError(
+            f"The arms ran on different models: {runs_a[0][4]!r} and {runs_b[0][4]!r}."
+        )
+    if longest is None:
+        longest = max(runs_a[0][5], runs_b[0][5])
+    require_int("longest", longest, low=0)
+    limit = _limit(limit, runs_a[0][4])
+    lengths, table_of = _rows_of(runs_a[0])
+    inside = lengths + longest <= limit
+    stats_a = _group_stats(runs_a, lengths, table_of, inside)
+    stats_b = _group_stats(runs_b, lengths, table_of, inside)
+    rows = []
+    for group, (sa, n_rows) in stats_a.items():
+        sb = stats_b[group][0]
+        diff = bootstrap(sa, ratio, minus=sb, n_resamples=n_resamples, confidence=confidence,
+                         seed=seed)  # fmt: skip
+        said = verdict(diff, lower_is_better=True)
+        said = {"A better": f"{arm_a} better", "B better": f"{arm_b} better"}.get(said, said)
+        rows.append((group, n_rows, sa.shape[1], float(ratio(sa.sum(axis=1)).mean()),
+                     float(ratio(sb.sum(axis=1)).mean()), diff.estimate, diff.low, diff.high,
+                     said))  # fmt: skip
+    table = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    table.attrs.update(limit=limit, longest=longest, a=arm_a, b=arm_b)
+    return table
+
+
 def split_text(table: pd.DataFrame) -> pd.Series:
-    """'+0.012 [+0.004, +0.020]' per row of `position_split` (empty for the reference)."""
+    """'+0.012 [+0.004, +0.020]' per row of `position_split` (empty for the reference) or of
+    `arms_position_split`."""
+    column = "minus_reference" if "minus_reference" in table.columns else "difference"
     return pd.Series(
-        ["" if r.verdict == "" else format_interval(r.minus_reference, r.low, r.high, signed=True)
+        ["" if r.verdict == "" else format_interval(getattr(r, column), r.low, r.high, signed=True)
          for r in table.itertuples()],
         index=table.index,
     )  # fmt: skip
