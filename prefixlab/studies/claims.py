@@ -139,7 +139,7 @@ def _differences(results, pairs, metric, options) -> pd.DataFrame:
     return table[table["kind"] == "difference"]
 
 
-def _low_data(results, metric, options, sizes=(50, 100, 200, 500)):
+def _low_data(results, metric, options, sizes=(13, 50, 100, 200, 500)):
     diffs = _differences(results, [("prefix", "full")], metric, options)
     diffs = diffs[diffs["n_train_mrs"].isin(sizes)]
     ours = "prefix - full " + metric + " by size: " + _pairs_text(diffs, lambda r: r.n_train_mrs)

@@ -168,7 +168,9 @@ register(
 # Training-set sizes of the low-data studies: Li & Liang's Fig. 3 sizes and the full synthetic
 # training split (1000 MRs; n_train_mrs=1000 is all of it, written as a number so the axis
 # reads back from the CSV).
-LOW_DATA_SIZES = (50, 100, 200, 500, 1000)
+# Training tables; each synthetic table has 4 texts, so 13 tables are 52 (table, text) pairs,
+# about Li & Liang's smallest size (50 examples), and 50 tables are 200 pairs.
+LOW_DATA_SIZES = (13, 50, 100, 200, 500, 1000)
 # The values held out of training by the extrapolation study: one food type, one area, one
 # eatType (421 of the 1,000 synthetic training tables, 42%, use none of them).
 HELD_OUT_VALUES = ("food=Japanese", "area=riverside", "eatType=pub")
@@ -176,8 +178,9 @@ HELD_OUT_VALUES = ("food=Japanese", "area=riverside", "eatType=pub")
 register(
     Study(
         name="low_data",
-        description="Prefix tuning, prompt tuning, LoRA and full fine-tuning on 50, 100, 200, "
-        "500 and all 1000 training tables of the synthetic data (a fresh subset per seed), "
+        description="Prefix tuning, prompt tuning, LoRA and full fine-tuning on 13 (52 table-"
+        "text pairs, about the paper's smallest size of 50 examples), 50, 100, 200, 500 and all "
+        "1000 training tables of the synthetic data (4 texts each; a fresh subset per seed), "
         "each tuned at each size: does prefix tuning beat fine-tuning when data is scarce, as "
         "Li & Liang's Fig. 3 has it?",
         arms=("prefix", "prompt", "lora", "full"),
