@@ -26,9 +26,10 @@ results, and the verdicts computed from them.
   unstable per run, rate steps from each arm's best), `failure_table`, `stability_verdicts`
   (MLP vs direct at each relative rate, with intervals), `seed_spread`, `matched_rate_test`,
   `rate_curves`.
-- `positions`: `position_split` (and `arms_position_split`, two arms), validation loss per prefix length on the rows that stay
+- `positions`: `position_split`, validation loss per prefix length on the rows that stay
   inside the positions the frozen model was pretrained on and on those pushed past them
-  (`pretrained_positions`: the embedded models' 128-token windows).
+  (`pretrained_positions`: the embedded models' 128-token windows); `arms_position_split`,
+  the same for two arms.
 - `claims`: `claims_table`, the paper's claims against notebook 07's studies (agree /
   disagree / mixed / not resolved), computed from the committed files; `scale_trend`, whether
   a gap between two methods closes as the model grows (notebook 02's scale axis).

@@ -26,6 +26,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -63,9 +64,19 @@ def pretrained_positions(model: str) -> int | None:
     return int(block) if block else None
 
 
-def _run_rows(results, arm: str, seed: int, point: dict):
-    """(row sums, row tokens, row lengths, row tables, model) of one committed stage-2 run's
-    validation rows, scored with its trained adapter (row tables: the MR each row describes)."""
+class ScoredRun(NamedTuple):
+    """One committed stage-2 run's validation rows, scored with its trained adapter."""
+
+    sums: np.ndarray  # [rows] summed cross-entropy (nats)
+    tokens: np.ndarray  # [rows] scored tokens
+    lengths: np.ndarray  # [rows] tokens in the row (table and text)
+    tables: np.ndarray  # [rows] the MR each row describes
+    model: str  # RunConfig.model
+    prefix_length: int  # positions its prefix or soft prompt takes (0 without one)
+
+
+def _run_rows(results, arm: str, seed: int, point: dict) -> ScoredRun:
+    """`ScoredRun` of one committed stage-2 run (its committed validation loss checked)."""
     from prefixlab.runs import _encoded, base_model, run_data
     from prefixlab.studies.adapters import load_adapter
     from prefixlab.studies.live import committed_run
@@ -89,7 +100,7 @@ def _run_rows(results, arm: str, seed: int, point: dict):
             f"validation rows with its committed adapter, but committed {committed:.6f}: the "
             "adapter or the validation data changed since the study ran; run the study again."
         )
-    return sums, tokens, lengths, tables, config.model, _prefix_length(config)
+    return ScoredRun(sums, tokens, lengths, tables, config.model, _prefix_length(config))
 
 
 def _prefix_length(config) -> int:
@@ -109,10 +120,9 @@ def _limit(limit, model) -> int:
     return limit
 
 
-def _rows_of(run) -> tuple[np.ndarray, np.ndarray]:
+def _rows_of(run: ScoredRun) -> tuple[np.ndarray, np.ndarray]:
     """(row lengths, each row's table index) of one scored run."""
-    _, _, lengths, row_tables, *_ = run
-    return lengths, np.unique(row_tables.astype(str), return_inverse=True)[1]
+    return run.lengths, np.unique(run.tables.astype(str), return_inverse=True)[1]
 
 
 def _group_stats(runs, lengths, table_of, inside) -> dict:
@@ -120,20 +130,29 @@ def _group_stats(runs, lengths, table_of, inside) -> dict:
     the tables with rows in the group (every resample then has some tokens); empty groups
     are left out."""
     out = {}
-    for _, _, other, *_ in runs:
-        if not np.array_equal(other, lengths):
+    for run in runs:
+        if not np.array_equal(run.lengths, lengths):
             raise ValueError("The runs compared were validated on different rows.")
     for group, keep in zip(GROUPS, (inside, ~inside), strict=True):
         if not keep.any():
             continue
         per_seed = []
-        for sums, tokens, *_ in runs:
+        for run in runs:
             per_table = np.zeros((table_of.max() + 1, 2))
-            np.add.at(per_table, table_of[keep], np.stack([sums[keep], tokens[keep]], axis=1))
+            per_row = np.stack([run.sums[keep], run.tokens[keep]], axis=1)
+            np.add.at(per_table, table_of[keep], per_row)
             per_seed.append(per_table)
         per_seed = np.stack(per_seed)
         out[group] = (per_seed[:, per_seed[0, :, 1] > 0], int(keep.sum()))
     return out
+
+
+def _difference(a, b, better_a: str, better_b: str, options: dict):
+    """A - B in loss ([seeds, tables, 2] each, paired on tables), its interval and verdict
+    ("<better_a>", "<better_b>" or "not resolved")."""
+    diff = bootstrap(a, ratio, minus=b, **options)
+    said = verdict(diff, lower_is_better=True)
+    return diff, {"A better": better_a, "B better": better_b}.get(said, said)
 
 
 def position_split(
@@ -185,6 +204,7 @@ def position_split(
     for arm in arms:
         study.arm(arm)  # a known label, or a ValueError naming them
     require_int("n_resamples", n_resamples, low=100)
+    options = dict(n_resamples=n_resamples, confidence=confidence, seed=seed)
     longest = max(int(v) for v in values)
     scored: dict = {}
     model = None
@@ -192,7 +212,7 @@ def position_split(
         for value in values:
             runs = [_run_rows(results, arm, s, {axis: value}) for s in study.seeds]
             scored[arm, value] = runs
-            model = runs[0][4]
+            model = runs[0].model
     limit = _limit(limit, model)
     lengths, table_of = _rows_of(scored[arms[0], reference][0])
     inside = lengths + longest <= limit  # the row's last token at a position < limit
@@ -206,11 +226,8 @@ def position_split(
                 if value == reference:
                     rows.append((arm, value, group, n_rows, a.shape[1], loss, 0.0, 0.0, 0.0, ""))
                     continue
-                diff = bootstrap(a, ratio, minus=stats[reference][group][0],
-                                 n_resamples=n_resamples, confidence=confidence, seed=seed)  # fmt: skip
-                said = verdict(diff, lower_is_better=True)
-                said = {"A better": f"{axis}={value} better",
-                        "B better": f"{axis}={reference} better"}.get(said, said)  # fmt: skip
+                diff, said = _difference(a, stats[reference][group][0], f"{axis}={value} better",
+                                         f"{axis}={reference} better", options)  # fmt: skip
                 rows.append((arm, value, group, n_rows, a.shape[1], loss, diff.estimate,
                              diff.low, diff.high, said))  # fmt: skip
     table = pd.DataFrame(rows, columns=SPLIT_COLUMNS)
@@ -263,25 +280,23 @@ def arms_position_split(
     require_int("n_resamples", n_resamples, low=100)
     runs_a = [_run_rows(results_a, arm_a, s, point_a) for s in results_a.study.seeds]
     runs_b = [_run_rows(results_b, arm_b, s, point_b) for s in results_b.study.seeds]
-    if runs_a[0][4] != runs_b[0][4]:
+    if runs_a[0].model != runs_b[0].model:
         raise ValueError(
-            f"The arms ran on different models: {runs_a[0][4]!r} and {runs_b[0][4]!r}."
+            f"The arms ran on different models: {runs_a[0].model!r} and {runs_b[0].model!r}."
         )
     if longest is None:
-        longest = max(runs_a[0][5], runs_b[0][5])
+        longest = max(runs_a[0].prefix_length, runs_b[0].prefix_length)
     require_int("longest", longest, low=0)
-    limit = _limit(limit, runs_a[0][4])
+    limit = _limit(limit, runs_a[0].model)
     lengths, table_of = _rows_of(runs_a[0])
     inside = lengths + longest <= limit
     stats_a = _group_stats(runs_a, lengths, table_of, inside)
     stats_b = _group_stats(runs_b, lengths, table_of, inside)
+    options = dict(n_resamples=n_resamples, confidence=confidence, seed=seed)
     rows = []
     for group, (sa, n_rows) in stats_a.items():
         sb = stats_b[group][0]
-        diff = bootstrap(sa, ratio, minus=sb, n_resamples=n_resamples, confidence=confidence,
-                         seed=seed)  # fmt: skip
-        said = verdict(diff, lower_is_better=True)
-        said = {"A better": f"{arm_a} better", "B better": f"{arm_b} better"}.get(said, said)
+        diff, said = _difference(sa, sb, f"{arm_a} better", f"{arm_b} better", options)
         rows.append((group, n_rows, sa.shape[1], float(ratio(sa.sum(axis=1)).mean()),
                      float(ratio(sb.sum(axis=1)).mean()), diff.estimate, diff.low, diff.high,
                      said))  # fmt: skip

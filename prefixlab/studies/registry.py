@@ -165,11 +165,10 @@ register(
 
 # -- notebook 07: the paper's claims as studies (issue #20) -----------------------------------
 
-# Training-set sizes of the low-data studies: Li & Liang's Fig. 3 sizes and the full synthetic
-# training split (1000 MRs; n_train_mrs=1000 is all of it, written as a number so the axis
-# reads back from the CSV).
-# Training tables; each synthetic table has 4 texts, so 13 tables are 52 (table, text) pairs,
-# about Li & Liang's smallest size (50 examples), and 50 tables are 200 pairs.
+# Training-set sizes of the low-data studies, in training tables (MRs), up to the full synthetic
+# training split (1000; n_train_mrs=1000 is all of it, written as a number so the axis reads
+# back from the CSV). Each synthetic table has 4 texts: 13 tables are 52 (table, text) pairs,
+# about Li & Liang's smallest Fig. 3 size (50 examples), and 50 tables are already 200 pairs.
 LOW_DATA_SIZES = (13, 50, 100, 200, 500, 1000)
 # The values held out of training by the extrapolation study: one food type, one area, one
 # eatType (421 of the 1,000 synthetic training tables, 42%, use none of them).
