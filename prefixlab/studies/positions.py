@@ -34,7 +34,10 @@ import pandas as pd
 from prefixlab._validate import require_int
 from prefixlab.evaluate import row_losses
 from prefixlab.paths import EMBEDDED_MODELS, embedded_model_dir
+from prefixlab.runs import _encoded, base_model, run_data
 from prefixlab.stats import CONFIDENCE, RESAMPLES, bootstrap, format_interval, ratio, verdict
+from prefixlab.studies.adapters import load_adapter
+from prefixlab.studies.live import committed_run
 
 # Relative difference allowed between the committed final validation loss and the one the rows
 # add up to (batches of another size round differently in float32).
@@ -77,10 +80,6 @@ class ScoredRun(NamedTuple):
 
 def _run_rows(results, arm: str, seed: int, point: dict) -> ScoredRun:
     """`ScoredRun` of one committed stage-2 run (its committed validation loss checked)."""
-    from prefixlab.runs import _encoded, base_model, run_data
-    from prefixlab.studies.adapters import load_adapter
-    from prefixlab.studies.live import committed_run
-
     row, config = committed_run(results, arm, seed, point, evaluate=False)
     adapted = load_adapter(results, arm, seed, point)
     adapted.eval()
